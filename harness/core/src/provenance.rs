@@ -1,0 +1,128 @@
+//! What is needed to repeat a run: source revision, host, build and command line.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    pub created_utc: String,
+    pub command_line: Vec<String>,
+    pub git: GitInfo,
+    pub host: HostInfo,
+    pub build: BuildInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GitInfo {
+    /// Full commit hash, or None outside a repository.
+    pub commit: Option<String>,
+    /// True when tracked files differ from the commit (untracked files are ignored).
+    pub dirty: Option<bool>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    pub hostname: Option<String>,
+    pub cpu_model: String,
+    pub physical_cores: Option<usize>,
+    pub logical_cpus: usize,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub kernel: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildInfo {
+    pub crate_version: String,
+    pub rustc: String,
+    pub profile: String,
+    pub opt_level: String,
+    pub target: String,
+    pub features: Vec<String>,
+}
+
+impl Provenance {
+    /// Collects provenance; `features` are the cargo features of the binary, `repo_hint` a path inside the checkout.
+    pub fn collect(crate_version: &str, features: &[&str], repo_hint: &Path) -> Self {
+        Provenance {
+            created_utc: now_utc(),
+            command_line: std::env::args().collect(),
+            git: git_info(repo_hint),
+            host: host_info(),
+            build: BuildInfo {
+                crate_version: crate_version.to_string(),
+                rustc: env!("OVBENCH_RUSTC_VERSION").to_string(),
+                profile: env!("OVBENCH_PROFILE").to_string(),
+                opt_level: env!("OVBENCH_OPT_LEVEL").to_string(),
+                target: env!("OVBENCH_TARGET").to_string(),
+                features: features.iter().map(|s| s.to_string()).collect(),
+            },
+        }
+    }
+}
+
+/// RFC 3339 UTC time of now.
+pub fn now_utc() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Commit and dirty flag of the repository containing `hint` (or the current directory).
+pub fn git_info(hint: &Path) -> GitInfo {
+    let repo = git2::Repository::discover(hint)
+        .or_else(|_| git2::Repository::discover(std::env::current_dir().unwrap_or_default()));
+    let repo = match repo {
+        Ok(r) => r,
+        Err(e) => {
+            return GitInfo {
+                commit: None,
+                dirty: None,
+                note: Some(format!("not in a git repository: {}", e.message())),
+            }
+        }
+    };
+    let commit = repo
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id().to_string());
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(false).include_ignored(false);
+    let dirty = repo
+        .statuses(Some(&mut opts))
+        .ok()
+        .map(|s| s.iter().any(|e| e.status() != git2::Status::CURRENT));
+    GitInfo {
+        note: commit.is_none().then(|| "repository has no commits".to_string()),
+        commit,
+        dirty,
+    }
+}
+
+pub fn host_info() -> HostInfo {
+    use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+    let sys = System::new_with_specifics(
+        RefreshKind::nothing()
+            .with_cpu(CpuRefreshKind::nothing())
+            .with_memory(MemoryRefreshKind::nothing().with_ram()),
+    )
+    .ok();
+    let cpus = sys.as_ref().map(|s| s.cpus()).unwrap_or(&[]);
+    let cpu_model = cpus
+        .first()
+        .map(|c| c.brand().trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    HostInfo {
+        hostname: System::host_name().ok(),
+        cpu_model,
+        physical_cores: System::physical_core_count().ok(),
+        logical_cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(cpus.len()),
+        memory_bytes: sys.as_ref().map(|s| s.total_memory()).unwrap_or(0),
+        os: System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.to_string()),
+        kernel: System::kernel_version().ok(),
+    }
+}

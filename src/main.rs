@@ -1,0 +1,51 @@
+//! `ovbench`: check OpenVision 2's training-efficiency and downstream claims on your own hardware.
+//!
+//! A thin binary: each subcommand parses its arguments and calls into the library crates.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+/// Exact host allocation counts for every record (peak bytes are deterministic).
+#[global_allocator]
+static ALLOC: ovbench_harness::CountingAlloc = ovbench_harness::CountingAlloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ovbench",
+    version,
+    about = "Reproduce OpenVision 2's efficiency and downstream claims on your own hardware",
+    long_about = "ovbench replays one full training step (forward, backward, AdamW) of OpenVision \
+                  (contrastive + captioning) and OpenVision 2 (captioning only, masked visual tokens), \
+                  measures time and memory, scores downstream predictions as lmms-eval does, and writes \
+                  every result as a JSON record with the provenance needed to repeat it."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Time one training step of each recipe (default: a small preset that runs in about a minute)
+    Step(cmd::step::StepArgs),
+    /// Score TextVQA / ChartQA / OCRBench predictions exactly as the reference toolkits do
+    Score(cmd::score::ScoreArgs),
+}
+
+fn main() -> ExitCode {
+    ovbench_harness::CountingAlloc::activate();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Step(a) => cmd::step::run(a),
+        Command::Score(a) => cmd::score::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
