@@ -1,0 +1,518 @@
+//! Joining predictions to annotations, per-item scoring, and the dataset report.
+
+use crate::compat::{Compat, Task};
+use crate::error::{Loc, ScoreError, Warning};
+use crate::stats::{self, MeanCi};
+use crate::{chartqa, ocrbench, pandas, py, textvqa};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+/// Bumped whenever a scoring rule changes; recorded in every report.
+pub const SCORER_VERSION: &str = "ovbench-score/1";
+
+/// One annotated question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    /// The question id as text (TextVQA `question_id`; for formats without ids, the row).
+    pub id: String,
+    pub answers: Vec<String>,
+    /// ChartQA: `human` / `augmented`; OCRBench: the question type.
+    pub category: Option<String>,
+    /// OCRBench: `dataset_name` (decides the handwritten-math rule for most toolkits).
+    pub dataset_name: Option<String>,
+    pub question: Option<String>,
+    /// Decoded image bytes, only when a reader was asked for them.
+    pub image: Option<Vec<u8>>,
+    pub loc: Loc,
+}
+
+/// All annotations of one benchmark, in dataset order.
+#[derive(Debug, Clone)]
+pub struct Annotations {
+    pub task: Task,
+    /// Which reader produced them, e.g. `textvqa-json`, `vlmevalkit-tsv`, `lmms-eval-parquet`.
+    pub format: &'static str,
+    pub files: Vec<PathBuf>,
+    pub items: Vec<Annotation>,
+    pub warnings: Vec<Warning>,
+}
+
+/// How a prediction names its question.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PredKey {
+    /// The annotation's `id`.
+    Id(String),
+    /// The 0-based position in the annotations (lmms-eval `doc_id`).
+    Row(usize),
+}
+
+impl std::fmt::Display for PredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PredKey::Id(s) => f.write_str(s),
+            PredKey::Row(r) => write!(f, "doc_id {r}"),
+        }
+    }
+}
+
+/// The file a prediction came from, as far as VLMEvalKit's pandas round trip matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Text exactly as the model produced it (JSONL, lmms-eval logs).
+    Plain,
+    /// A VLMEvalKit `.xlsx`: VLMEvalKit labels see the xlsx round trip.
+    VlmevalkitXlsx,
+    /// A VLMEvalKit `.tsv`: VLMEvalKit labels see pandas' NA tokens as `nan`.
+    VlmevalkitTsv,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub key: PredKey,
+    /// The model output (xlsx escapes undone, NA tokens kept as written).
+    pub text: String,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    pub format: &'static str,
+    pub origin: Origin,
+    pub path: PathBuf,
+    pub items: Vec<Prediction>,
+    pub warnings: Vec<Warning>,
+}
+
+/// What to do with ids that do not join cleanly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatchPolicy {
+    /// Keep the first of duplicate predictions and count the rest (default: error).
+    pub allow_duplicates: bool,
+    /// Count and skip predictions whose id is not in the annotations (default: error).
+    pub allow_unknown: bool,
+}
+
+/// One scored item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemScore {
+    pub id: String,
+    /// 0-based position in the annotations.
+    pub row: usize,
+    pub category: Option<String>,
+    pub score: f64,
+    pub prediction: String,
+    /// The prediction as the toolkit saw it, when that differs (VLMEvalKit round trip).
+    pub seen_as: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CategoryScore {
+    pub name: String,
+    pub n: usize,
+    /// Sum of item scores (for OCRBench: the count of correct items).
+    pub sum: f64,
+    /// The category score on the toolkit's own scale.
+    pub toolkit_value: f64,
+}
+
+/// The score as the toolkit itself would print it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolkitScore {
+    /// The toolkit's name for the number, e.g. `exact_match,none` or `Final Score`.
+    pub metric: String,
+    pub value: f64,
+    /// e.g. `0..1`, `0..100`, `0..1000`.
+    pub scale: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub task: Task,
+    pub compat: Compat,
+    pub scorer_version: &'static str,
+    pub n_annotations: usize,
+    pub n_scored: usize,
+    /// Annotation ids with no prediction (not scored; listed so nothing is dropped silently).
+    pub missing: Vec<String>,
+    /// Predictions whose id is not in the annotations (only with `allow_unknown`).
+    pub unmatched: usize,
+    /// Extra predictions for an already predicted id (only with `allow_duplicates`).
+    pub duplicates: usize,
+    /// Mean per-item score in 0..1 with its standard error and 95 % interval.
+    pub summary: Option<MeanCi>,
+    pub toolkit: ToolkitScore,
+    pub categories: Vec<CategoryScore>,
+    pub warning_counts: BTreeMap<&'static str, usize>,
+    #[serde(skip)]
+    pub warnings: Vec<Warning>,
+    #[serde(skip)]
+    pub items: Vec<ItemScore>,
+}
+
+/// Scores one item. `answers` are the annotation's answers; `origin` says whether the
+/// prediction text went through VLMEvalKit's xlsx / tsv files.
+pub fn score_item(
+    task: Task,
+    compat: Compat,
+    prediction: &str,
+    origin: Origin,
+    answers: &[String],
+    category: Option<&str>,
+    dataset_name: Option<&str>,
+) -> Result<(f64, Option<String>, Option<Warning>), String> {
+    let view = vlmevalkit_view(compat, origin, prediction);
+    let pred = view.as_deref().unwrap_or(prediction);
+    let xlsx_view = compat == Compat::VlmevalkitXlsx
+        || (compat.is_vlmevalkit() && origin == Origin::VlmevalkitXlsx);
+    let warn = |code, message: String| {
+        Some(Warning {
+            code,
+            loc: None,
+            message,
+        })
+    };
+    let (score, warning) = match task {
+        Task::TextVqa => match textvqa::accuracy(compat, pred, answers) {
+            Ok((s, None)) => (s, None),
+            Ok((s, Some(_))) => (
+                s,
+                warn(
+                    "answers-not-10",
+                    format!(
+                        "{} answers instead of 10 (scored, as {compat} does)",
+                        answers.len()
+                    ),
+                ),
+            ),
+            Err(textvqa::TextVqaIssue::NotTenAnswers(n)) => {
+                return Err(format!(
+                    "{n} answers, but {compat} requires exactly 10 (its scorer asserts)"
+                ))
+            }
+            Err(textvqa::TextVqaIssue::NoAnswers) => {
+                return Err("no answers to score against".into())
+            }
+        },
+        Task::ChartQa => {
+            let labels: Vec<String>;
+            let answers = if xlsx_view {
+                labels = answers.iter().map(|a| chartqa::xlsx_label(a)).collect();
+                &labels[..]
+            } else {
+                answers
+            };
+            let (s, note) = chartqa::accuracy(compat, pred, answers);
+            let w = match note {
+                Some(chartqa::LabelExpansion::Unsupported(why)) => warn(
+                    "label-not-evaluated",
+                    format!("list-like label uses Python this port does not evaluate ({why}); scored as one string"),
+                ),
+                _ => None,
+            };
+            (s, w)
+        }
+        Task::OcrBench => {
+            let hme = ocrbench::is_hme(compat, dataset_name, category);
+            (ocrbench::accuracy(compat, pred, answers, hme), None)
+        }
+    };
+    Ok((score, view, warning))
+}
+
+/// The prediction text a VLMEvalKit label scores, if it differs from the model output.
+fn vlmevalkit_view(compat: Compat, origin: Origin, text: &str) -> Option<String> {
+    if !compat.is_vlmevalkit() {
+        return None;
+    }
+    let seen = if compat == Compat::VlmevalkitXlsx || origin == Origin::VlmevalkitXlsx {
+        pandas::xlsx_roundtrip(text)
+    } else if origin == Origin::VlmevalkitTsv {
+        pandas::na_to_nan(text).to_string()
+    } else {
+        return None;
+    };
+    (seen != text).then_some(seen)
+}
+
+/// Scores `predictions` against `annotations` as `compat` does.
+pub fn score(
+    task: Task,
+    compat: Compat,
+    annotations: &Annotations,
+    predictions: &Predictions,
+    policy: MatchPolicy,
+) -> Result<Report, ScoreError> {
+    if annotations.task != task {
+        return Err(ScoreError::Usage(format!(
+            "annotations were read as {} but the task is {task}",
+            annotations.task
+        )));
+    }
+    if !task.compat_labels().contains(&compat) {
+        Compat::parse(task, compat.label())?;
+    }
+    let mut warnings: Vec<Warning> = annotations.warnings.clone();
+    warnings.extend(predictions.warnings.iter().cloned());
+
+    let by_id: HashMap<&str, usize> = annotations
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.id.as_str(), i))
+        .collect();
+    let mut assigned: Vec<Option<usize>> = vec![None; annotations.items.len()];
+    let (mut unmatched, mut duplicates) = (0, 0);
+    for (pi, p) in predictions.items.iter().enumerate() {
+        let row = match &p.key {
+            PredKey::Id(id) => by_id.get(id.as_str()).copied(),
+            PredKey::Row(r) => (*r < annotations.items.len()).then_some(*r),
+        };
+        let Some(row) = row else {
+            if policy.allow_unknown {
+                unmatched += 1;
+                warnings.push(Warning {
+                    code: "unknown-id",
+                    loc: Some(p.loc.clone()),
+                    message: format!(
+                        "prediction for '{}', which is not in the annotations; skipped",
+                        p.key
+                    ),
+                });
+                continue;
+            }
+            let hint = match &p.key {
+                PredKey::Row(_) => {
+                    format!(" (the annotations have {} rows)", annotations.items.len())
+                }
+                PredKey::Id(_) => {
+                    " (use --allow-unknown to count and skip such predictions)".to_string()
+                }
+            };
+            return Err(ScoreError::UnknownId {
+                loc: p.loc.clone(),
+                id: p.key.to_string(),
+                hint,
+            });
+        };
+        if let Some(first) = assigned[row] {
+            let first_loc = predictions.items[first].loc.to_string();
+            if policy.allow_duplicates {
+                duplicates += 1;
+                warnings.push(Warning {
+                    code: "duplicate-id",
+                    loc: Some(p.loc.clone()),
+                    message: format!(
+                        "second prediction for '{}' (first at {first_loc}); the first is scored",
+                        p.key
+                    ),
+                });
+                continue;
+            }
+            return Err(ScoreError::Duplicate {
+                loc: p.loc.clone(),
+                id: p.key.to_string(),
+                first: first_loc,
+            });
+        }
+        assigned[row] = Some(pi);
+    }
+
+    let mut items = Vec::new();
+    let mut missing = Vec::new();
+    for (row, (a, pred)) in annotations.items.iter().zip(&assigned).enumerate() {
+        let Some(pi) = pred else {
+            missing.push(a.id.clone());
+            continue;
+        };
+        let p = &predictions.items[*pi];
+        let (s, seen_as, w) = score_item(
+            task,
+            compat,
+            &p.text,
+            predictions.origin,
+            &a.answers,
+            a.category.as_deref(),
+            a.dataset_name.as_deref(),
+        )
+        .map_err(|msg| ScoreError::Item {
+            loc: a.loc.clone(),
+            msg: format!("question '{}': {msg}", a.id),
+        })?;
+        if let Some(mut w) = w {
+            w.loc = Some(a.loc.clone());
+            warnings.push(w);
+        }
+        items.push(ItemScore {
+            id: a.id.clone(),
+            row,
+            category: a.category.clone(),
+            score: s,
+            prediction: p.text.clone(),
+            seen_as,
+        });
+    }
+    if task == Task::OcrBench {
+        for it in &items {
+            let cat = it.category.as_deref().unwrap_or("");
+            if ocrbench::summary_of(cat).is_none() {
+                let a = &annotations.items[it.row];
+                return Err(ScoreError::input(
+                    a.loc.clone().with_field("type"),
+                    format!("OCRBench question type '{cat}' is not one of the 10 types (the toolkits raise KeyError)"),
+                ));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        warnings.push(Warning {
+            code: "missing-prediction",
+            loc: None,
+            message: format!(
+                "{} of {} questions have no prediction and are not scored (first: {})",
+                missing.len(),
+                annotations.items.len(),
+                missing
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let scores: Vec<f64> = items.iter().map(|i| i.score).collect();
+    let (toolkit, categories) = aggregate(task, compat, &items, &scores);
+    let mut warning_counts = BTreeMap::new();
+    for w in &warnings {
+        *warning_counts.entry(w.code).or_insert(0) += 1;
+    }
+    Ok(Report {
+        task,
+        compat,
+        scorer_version: SCORER_VERSION,
+        n_annotations: annotations.items.len(),
+        n_scored: items.len(),
+        missing,
+        unmatched,
+        duplicates,
+        summary: stats::mean_ci(&scores),
+        toolkit,
+        categories,
+        warning_counts,
+        warnings,
+        items,
+    })
+}
+
+/// Mean with the toolkit's summation order (annotation order for every toolkit).
+fn toolkit_mean(compat: Compat, xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    if compat.is_vlmevalkit() {
+        py::numpy_mean(xs)
+    } else {
+        py::plain_sum(xs) / xs.len() as f64
+    }
+}
+
+fn aggregate(
+    task: Task,
+    compat: Compat,
+    items: &[ItemScore],
+    scores: &[f64],
+) -> (ToolkitScore, Vec<CategoryScore>) {
+    let ts = |metric: &str, value: f64, scale: &str| ToolkitScore {
+        metric: metric.into(),
+        value,
+        scale: scale.into(),
+    };
+    match task {
+        Task::TextVqa => {
+            let m = toolkit_mean(compat, scores);
+            let t = match compat {
+                Compat::LmmsEval => ts("exact_match,none", m, "0..1"),
+                Compat::Llava => ts("Accuracy", 100.0 * m, "0..100 (%)"),
+                Compat::VqaOfficial | Compat::VqaOfficialPre2021 => {
+                    ts("overall", 100.0 * m, "0..100 (unrounded)")
+                }
+                _ => ts("Overall", 100.0 * m, "0..100"),
+            };
+            (t, Vec::new())
+        }
+        Task::ChartQa => {
+            let vlm = compat.is_vlmevalkit();
+            let scale = if vlm { 100.0 } else { 1.0 };
+            let mut cats = Vec::new();
+            for (key, name) in [
+                (
+                    "human",
+                    if vlm {
+                        "test_human"
+                    } else {
+                        "relaxed_human_split"
+                    },
+                ),
+                (
+                    "augmented",
+                    if vlm {
+                        "test_augmented"
+                    } else {
+                        "relaxed_augmented_split"
+                    },
+                ),
+            ] {
+                let xs: Vec<f64> = items
+                    .iter()
+                    .filter(|i| i.category.as_deref() == Some(key))
+                    .map(|i| i.score)
+                    .collect();
+                if !xs.is_empty() {
+                    cats.push(CategoryScore {
+                        name: name.into(),
+                        n: xs.len(),
+                        sum: xs.iter().sum(),
+                        toolkit_value: scale * toolkit_mean(compat, &xs),
+                    });
+                }
+            }
+            let m = scale * toolkit_mean(compat, scores);
+            let t = if vlm {
+                ts("Overall", m, "0..100")
+            } else {
+                ts("relaxed_overall,none", m, "0..1")
+            };
+            (t, cats)
+        }
+        Task::OcrBench => {
+            let mut cats = Vec::new();
+            for s in ocrbench::SUMMARY {
+                let xs: Vec<f64> = items
+                    .iter()
+                    .filter(|i| i.category.as_deref().and_then(ocrbench::summary_of) == Some(s))
+                    .map(|i| i.score)
+                    .collect();
+                let sum = xs.iter().sum();
+                cats.push(CategoryScore {
+                    name: s.into(),
+                    n: xs.len(),
+                    sum,
+                    toolkit_value: sum,
+                });
+            }
+            let total: f64 = scores.iter().sum();
+            let t = match compat {
+                // lmms-eval divides by 1000 whatever the number of documents.
+                Compat::LmmsEval | Compat::LmmsEvalV072 | Compat::LmmsEvalLeV071 => ts(
+                    "ocrbench_accuracy,none",
+                    total / 1000.0,
+                    "0..1 (total / 1000)",
+                ),
+                _ => ts("Final Score", total, "0..1000"),
+            };
+            (t, cats)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! TextVQA VQA accuracy as each toolkit computes it (spec §1.3–§1.5).
+
+use crate::compat::Compat;
+use crate::normalize::{self, PeriodRule};
+use crate::py;
+
+/// Why an item could not be scored, or how it deviates from the benchmark's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextVqaIssue {
+    /// LLaVA asserts exactly 10 answers.
+    NotTenAnswers(usize),
+    /// No answers: every toolkit raises (or, for numpy, returns NaN).
+    NoAnswers,
+}
+
+/// Per-item VQA accuracy. `Ok((score, tolerated))`: `tolerated` is set when the item does
+/// not have 10 answers but the toolkit scores it anyway (a counted warning).
+pub fn accuracy(
+    compat: Compat,
+    prediction: &str,
+    answers: &[String],
+) -> Result<(f64, Option<TextVqaIssue>), TextVqaIssue> {
+    if answers.is_empty() {
+        return Err(TextVqaIssue::NoAnswers);
+    }
+    let odd = (answers.len() != 10).then_some(TextVqaIssue::NotTenAnswers(answers.len()));
+    let score = match compat {
+        Compat::Llava => {
+            if let Some(issue) = odd {
+                return Err(issue);
+            }
+            let p = normalize::evalai(prediction);
+            let g: Vec<String> = answers.iter().map(|a| normalize::evalai(a)).collect();
+            py::plain_sum(&leave_one_out(&p, &g)) / g.len() as f64
+        }
+        Compat::LmmsEval => {
+            // lmms-eval strips every generation before process_results (api/task.py).
+            let p = normalize::evalai(py::strip(prediction));
+            let g: Vec<String> = answers.iter().map(|a| normalize::evalai(a)).collect();
+            py::exact_mean(&leave_one_out(&p, &g)).ok_or(TextVqaIssue::NoAnswers)?
+        }
+        Compat::Vlmevalkit | Compat::VlmevalkitXlsx | Compat::VlmevalkitPre20250513 => {
+            let rule = if compat == Compat::VlmevalkitPre20250513 {
+                PeriodRule::NotBeforeDigit
+            } else {
+                PeriodRule::NotBesideDigit
+            };
+            let p = normalize::vlmevalkit(prediction, rule);
+            let g: Vec<String> = answers
+                .iter()
+                .map(|a| normalize::vlmevalkit(a, rule))
+                .collect();
+            py::numpy_mean(&leave_one_out(&p, &g))
+        }
+        Compat::VqaOfficial => {
+            let mut p = normalize::newline_tab_strip(prediction);
+            let mut g: Vec<String> = answers
+                .iter()
+                .map(|a| normalize::newline_tab_strip(a))
+                .collect();
+            // Normalisation runs only when the (stripped) answers are not all identical.
+            if !all_same(&g) {
+                g = g.iter().map(|a| normalize::vqaeval_full(a)).collect();
+                p = normalize::vqaeval_full(&p);
+            }
+            py::plain_sum(&leave_one_out(&p, &g)) / g.len() as f64
+        }
+        Compat::VqaOfficialPre2021 => {
+            let p = normalize::vqaeval_full(&normalize::newline_tab_strip(prediction));
+            let g: Vec<String> = if all_same(answers) {
+                answers.to_vec()
+            } else {
+                answers
+                    .iter()
+                    .map(|a| normalize::vqaeval_punctuation(a))
+                    .collect()
+            };
+            py::plain_sum(&leave_one_out(&p, &g)) / g.len() as f64
+        }
+        other => unreachable!("{other} is not a TextVQA label; Compat::parse rejects it"),
+    };
+    Ok((score, odd))
+}
+
+fn all_same(xs: &[String]) -> bool {
+    xs.iter().all(|x| x == &xs[0])
+}
+
+/// `acc_i = min(1, #{j != i : g_j == p} / 3)` for every answer i, in answer order.
+fn leave_one_out(p: &str, g: &[String]) -> Vec<f64> {
+    let m = g.iter().filter(|a| a.as_str() == p).count();
+    g.iter()
+        .map(|a| {
+            let others = m - usize::from(a.as_str() == p);
+            (others as f64 / 3.0).min(1.0)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ans(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn closed_form_values() {
+        let mut g = ans(&["dog"; 10]);
+        let mut want = [0.0, 0.3, 0.6, 0.9, 1.0, 1.0];
+        for (m, w) in want.iter_mut().enumerate() {
+            for a in g.iter_mut().take(m) {
+                *a = "cat".into();
+            }
+            let (s, _) = accuracy(Compat::LmmsEval, "cat", &g).unwrap();
+            assert_eq!(s, *w, "m={m}");
+        }
+    }
+
+    #[test]
+    fn llava_requires_ten_answers_others_tolerate() {
+        let g = ans(&["cat"; 9]);
+        assert_eq!(
+            accuracy(Compat::Llava, "cat", &g),
+            Err(TextVqaIssue::NotTenAnswers(9))
+        );
+        let (s, w) = accuracy(Compat::LmmsEval, "cat", &g).unwrap();
+        assert_eq!((s, w), (1.0, Some(TextVqaIssue::NotTenAnswers(9))));
+        assert_eq!(
+            accuracy(Compat::Vlmevalkit, "cat", &[]),
+            Err(TextVqaIssue::NoAnswers)
+        );
+    }
+}
