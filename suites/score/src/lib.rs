@@ -5,7 +5,7 @@
 //!
 //! # Stable API (used by `ovbench score`, and meant for `ovbench eval`)
 //!
-//! ```ignore
+//! ```no_run
 //! use ovbench_score::{readers, score, Compat, MatchPolicy, Task};
 //! # fn main() -> Result<(), ovbench_score::ScoreError> {
 //! let task = Task::TextVqa;

@@ -1,0 +1,109 @@
+//! VLMEvalKit `.xlsx` prediction files (its default `PRED_FORMAT`).
+//!
+//! calamine undoes Excel's `_xHHHH_` escapes and yields the model's own text; VLMEvalKit
+//! (openpyxl) does not undo them, so the VLMEvalKit labels re-apply the round trip at scoring
+//! time ([`crate::pandas::xlsx_roundtrip`]), which also maps pandas' NA tokens to `nan`.
+
+use crate::error::{Loc, ScoreError};
+use crate::py;
+use crate::report::{Origin, PredKey, Prediction, Predictions};
+use calamine::{open_workbook, Data, Reader, Xlsx};
+use std::path::Path;
+
+/// Reads the first sheet's `index` and `prediction` columns.
+pub fn read_vlmevalkit_xlsx(path: &Path) -> Result<Predictions, ScoreError> {
+    let meta = std::fs::metadata(path).map_err(|source| ScoreError::Io {
+        path: path.into(),
+        source,
+    })?;
+    if meta.len() == 0 {
+        return Err(ScoreError::Empty { path: path.into() });
+    }
+    let mut wb: Xlsx<_> = open_workbook(path).map_err(|e| {
+        ScoreError::input(
+            Loc::file(path),
+            format!("not a readable .xlsx workbook: {e}"),
+        )
+    })?;
+    let first = wb
+        .sheet_names()
+        .first()
+        .cloned()
+        .ok_or_else(|| ScoreError::input(Loc::file(path), "the workbook has no sheet"))?;
+    let range = wb.worksheet_range(&first).map_err(|e| {
+        ScoreError::input(Loc::file(path), format!("cannot read sheet '{first}': {e}"))
+    })?;
+    let first_row = range.start().map(|(r, _)| r as usize + 1).unwrap_or(1);
+    let mut rows = range.rows();
+    let header: Vec<String> = rows
+        .next()
+        .ok_or_else(|| ScoreError::Empty { path: path.into() })?
+        .iter()
+        .map(|c| cell_text(c).unwrap_or_default())
+        .collect();
+    let col = |name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| {
+            ScoreError::input(
+                Loc::row(path, first_row).with_field(name),
+                format!("column missing (the header has: {})", header.join(", ")),
+            )
+        })
+    };
+    let (ci, cp) = (col("index")?, col("prediction")?);
+    let mut items = Vec::new();
+    for (k, row) in rows.enumerate() {
+        let excel_row = first_row + 1 + k;
+        let loc = Loc::row(path, excel_row);
+        let get = |c: usize| row.get(c).unwrap_or(&Data::Empty);
+        let id = cell_text(get(ci)).filter(|s| !s.is_empty());
+        let Some(id) = id else {
+            if row.iter().all(|c| matches!(c, Data::Empty)) {
+                continue; // a blank row, as spreadsheets often end with
+            }
+            return Err(ScoreError::input(
+                loc.with_field("index"),
+                "empty index cell",
+            ));
+        };
+        let text = cell_text(get(cp)).ok_or_else(|| {
+            ScoreError::input(
+                loc.clone().with_field("prediction"),
+                "cell holds an Excel error value",
+            )
+        })?;
+        items.push(Prediction {
+            key: PredKey::Id(id),
+            text,
+            loc,
+        });
+    }
+    if items.is_empty() {
+        return Err(ScoreError::input(
+            Loc::file(path),
+            "the sheet has a header but no rows",
+        ));
+    }
+    Ok(Predictions {
+        format: "vlmevalkit-xlsx",
+        origin: Origin::VlmevalkitXlsx,
+        path: path.into(),
+        items,
+        warnings: Vec::new(),
+    })
+}
+
+/// The text Python's `str()` gives for the value openpyxl returns for this cell.
+fn cell_text(c: &Data) -> Option<String> {
+    Some(match c {
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::Empty => String::new(),
+        Data::Int(i) => i.to_string(),
+        // openpyxl returns an int for a numeric cell without '.'/exponent; calamine cannot tell,
+        // so an integral value is taken to be an int.
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Data::Float(f) => py::float_repr(*f),
+        Data::Bool(b) => (if *b { "True" } else { "False" }).to_string(),
+        Data::DateTime(d) => d.as_f64().to_string(),
+        Data::Error(_) => return None,
+    })
+}
