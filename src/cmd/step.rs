@@ -1,9 +1,295 @@
-//! `ovbench step` (being built: issue 2).
+//! `ovbench step`: one full training step of each recipe, measured.
+
+use anyhow::Context;
+use ovbench_harness::table::{self, bytes, seconds};
+use ovbench_harness::Record;
+use ovbench_train::device::{DTypeArg, DeviceArg};
+use ovbench_train::step::{self, Progress, RecipeRun, StepConfig, StepRecord};
+use ovbench_train::{ModelName, PrefixAttention, Recipe};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct StepArgs {}
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "With no options it runs the small preset (Ti/16, 112 px, batch 8, \
+5 measured steps after 1 warm-up step) for both recipes; about a minute on 2 cores.\n\
+Paper setting, for example: ovbench step --model L/14 --res 224 --batch 64 --keep 0.35"
+)]
+pub struct StepArgs {
+    /// Image encoder: Ti/16, S/16, B/16, L/14, So400m/14, H/14, g/14
+    #[arg(long, default_value = "Ti/16")]
+    pub model: ModelName,
+    /// Image resolution in pixels (a multiple of the patch size)
+    #[arg(long, default_value_t = 112)]
+    pub res: usize,
+    /// Images per step
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Fraction of patch tokens OpenVision 2 keeps, in (0, 1]
+    #[arg(long, default_value_t = 0.35)]
+    pub keep: f64,
+    /// Which recipe(s): ov1, ov2 or both
+    #[arg(long, default_value = "both", value_parser = ["ov1", "ov2", "both"])]
+    pub recipe: String,
+    /// Measured steps per recipe
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Warm-up steps per recipe (run, not counted)
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Seed of weights, inputs and masks
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Matmul precision: f32, bf16 or f16 (weights and optimizer state stay f32)
+    #[arg(long, default_value = "f32")]
+    pub dtype: DTypeArg,
+    /// cpu or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// OpenVision 2 image-prefix attention: causal (released code) or prefix (bidirectional)
+    #[arg(long, default_value = "causal")]
+    pub attention: PrefixAttention,
+    /// CPU threads for matrix products (0: one per available CPU)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// CPU threads for element-wise kernels. candle's pool for them spins and pins its
+    /// workers, which costs more than it saves on small shared machines, hence 1
+    #[arg(long, default_value_t = 1)]
+    pub ew_threads: usize,
+    /// Let glibc return freed memory to the kernel after every free (slower; the default
+    /// keeps it for reuse across steps, as a long training run would)
+    #[arg(long)]
+    pub no_malloc_retain: bool,
+    /// Record file, or a folder to put a time-stamped record in
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Do not write a record
+    #[arg(long)]
+    pub no_record: bool,
+    /// No progress output
+    #[arg(long, short)]
+    pub quiet: bool,
+}
 
-pub fn run(_args: StepArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("ovbench step is not built yet")
+impl StepArgs {
+    pub fn config(&self) -> StepConfig {
+        let recipes = match self.recipe.as_str() {
+            "ov1" => vec![Recipe::Ov1],
+            "ov2" => vec![Recipe::Ov2],
+            _ => vec![Recipe::Ov1, Recipe::Ov2],
+        };
+        StepConfig {
+            model: self.model,
+            resolution: self.res,
+            batch: self.batch,
+            keep_ratio: self.keep,
+            v2_attention: self.attention,
+            recipes,
+            steps: self.steps,
+            warmup: self.warmup,
+            seed: self.seed,
+            dtype: self.dtype,
+            device: self.device,
+            threads: self.threads,
+            ew_threads: self.ew_threads,
+            ..StepConfig::small()
+        }
+    }
+}
+
+/// Prints one line per step to stderr, so long runs show they are alive.
+struct Lines {
+    quiet: bool,
+    total: usize,
+}
+
+impl Progress for Lines {
+    fn recipe_started(&mut self, recipe: Recipe, total: usize) {
+        self.total = total;
+        if !self.quiet {
+            eprintln!("{}:", recipe.label());
+        }
+    }
+    fn step_done(&mut self, _r: Recipe, step: usize, warmup: bool, secs: f64, loss: f64) {
+        if !self.quiet {
+            let tag = if warmup { " (warm-up)" } else { "" };
+            eprintln!(
+                "  step {}/{}{tag}: {} loss {loss:.4}",
+                step + 1,
+                self.total,
+                seconds(secs)
+            );
+        }
+    }
+}
+
+pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config();
+    // Validate before any work so that bad arguments never leave a record behind.
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    // Read by candle's kernels when they first run; nothing has run yet.
+    if cfg.threads > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", cfg.threads.to_string());
+    }
+    if cfg.ew_threads > 0 {
+        std::env::set_var("CANDLE_NUM_THREADS", cfg.ew_threads.to_string());
+    }
+    if !args.no_malloc_retain {
+        ovbench_harness::alloc::retain_freed_memory();
+    }
+    let mut progress = Lines {
+        quiet: args.quiet,
+        total: 0,
+    };
+    let rec = step::run(&cfg, &mut progress)?;
+    println!("{}", render(&rec));
+    if !args.no_record {
+        let path = if args.out.extension().is_some_and(|e| e == "json") {
+            args.out.clone()
+        } else {
+            ovbench_harness::record::default_path(&args.out, "step")
+        };
+        Record::new("step", step::STEP_SCHEMA_VERSION, super::provenance(), &rec)
+            .write(&path)
+            .with_context(|| "writing the step record")?;
+        println!("record: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The side-by-side table: OpenVision | OpenVision 2 | ratio.
+pub fn render(rec: &StepRecord) -> String {
+    let c = &rec.config;
+    let mut out = format!(
+        "{} at {} px, batch {}, keep {}, {} on {}, {} measured steps after {} warm-up (seed {})\n",
+        c.model,
+        c.resolution,
+        c.batch,
+        c.keep_ratio,
+        c.dtype.name(),
+        c.device,
+        c.steps,
+        c.warmup,
+        c.seed
+    );
+    let get = |r: Recipe| rec.runs.iter().find(|x| x.recipe == r);
+    let (v1, v2) = (get(Recipe::Ov1), get(Recipe::Ov2));
+    let ratio = rec.ratios_ov2_over_ov1.as_ref();
+    let mut rows = vec![vec![
+        "metric".to_string(),
+        "OpenVision".into(),
+        "OpenVision 2".into(),
+        "OV2 / OV1".into(),
+    ]];
+    let cell = |r: Option<&RecipeRun>, f: &dyn Fn(&RecipeRun) -> String| {
+        r.map(f).unwrap_or_else(|| "-".into())
+    };
+    let fmt_ratio = |r: Option<ovbench_harness::stats::Ratio>| {
+        r.map(|r| format!("{:.3} [{:.3}, {:.3}]", r.value, r.ci95[0], r.ci95[1]))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut row = |name: &str, f: &dyn Fn(&RecipeRun) -> String, ratio: String| {
+        rows.push(vec![name.to_string(), cell(v1, f), cell(v2, f), ratio]);
+    };
+    row(
+        "step time (median)",
+        &|r| {
+            format!(
+                "{} ±{:.0}%",
+                seconds(r.summary.step_s.median),
+                100.0 * r.summary.step_s.rel_mad()
+            )
+        },
+        fmt_ratio(ratio.and_then(|x| x.step_time)),
+    );
+    row(
+        "  forward",
+        &|r| seconds(r.summary.forward_s.median),
+        fmt_ratio(ratio.and_then(|x| x.forward_time)),
+    );
+    row(
+        "  backward",
+        &|r| seconds(r.summary.backward_s.median),
+        fmt_ratio(ratio.and_then(|x| x.backward_time)),
+    );
+    row(
+        "  optimizer",
+        &|r| seconds(r.summary.optimizer_s.median),
+        "".into(),
+    );
+    row(
+        "images / s",
+        &|r| format!("{:.2}", r.summary.images_per_s),
+        "".into(),
+    );
+    row(
+        "peak host memory (allocator)",
+        &|r| bytes(r.memory.peak_over_baseline_bytes),
+        ratio
+            .map(|x| format!("{:.3}", x.peak_memory))
+            .unwrap_or_default(),
+    );
+    row(
+        "  params + optimizer state",
+        &|r| bytes(r.memory.params_bytes + r.memory.optimizer_bytes),
+        "".into(),
+    );
+    row(
+        "  transient (activations, grads)",
+        &|r| bytes(r.memory.transient_peak_bytes),
+        ratio
+            .map(|x| format!("{:.3}", x.transient_memory))
+            .unwrap_or_default(),
+    );
+    row(
+        "peak RSS",
+        &|r| {
+            r.memory
+                .rss_peak_bytes
+                .map(bytes)
+                .unwrap_or_else(|| "n/a".into())
+        },
+        "".into(),
+    );
+    row(
+        "parameters",
+        &|r| format!("{:.2} M", r.params_total as f64 / 1e6),
+        ratio
+            .map(|x| format!("{:.3}", x.params))
+            .unwrap_or_default(),
+    );
+    row(
+        "forward GFLOPs / image",
+        &|r| format!("{:.3}", r.forward_flops_per_image_total / 1e9),
+        ratio
+            .map(|x| format!("{:.3}", x.forward_flops))
+            .unwrap_or_default(),
+    );
+    row(
+        "achieved GFLOP/s (3x fwd)",
+        &|r| format!("{:.2}", r.summary.achieved_flops_per_s / 1e9),
+        "".into(),
+    );
+    row(
+        "loss first -> last",
+        &|r| {
+            let first = r
+                .warmup_losses
+                .first()
+                .or(r.samples.first().map(|s| &s.loss));
+            format!(
+                "{:.4} -> {:.4}",
+                first.copied().unwrap_or(f64::NAN),
+                r.samples.last().map(|s| s.loss).unwrap_or(f64::NAN)
+            )
+        },
+        "".into(),
+    );
+    out.push_str(&table::render(rows));
+    for r in &rec.runs {
+        for n in &r.notes {
+            out.push_str(&format!("\nnote ({}): {n}", r.label));
+        }
+    }
+    out
 }

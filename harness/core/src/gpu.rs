@@ -43,7 +43,9 @@ fn try_snapshot(index: u32) -> Result<GpuSnapshot, String> {
     let dev = nvml
         .device_by_index(index)
         .map_err(|e| format!("NVML device {index}: {e}"))?;
-    let mem = dev.memory_info().map_err(|e| format!("NVML memory info: {e}"))?;
+    let mem = dev
+        .memory_info()
+        .map_err(|e| format!("NVML memory info: {e}"))?;
     let throttle_reasons = dev
         .current_throttle_reasons()
         .map(|r| {

@@ -95,7 +95,9 @@ pub fn git_info(hint: &Path) -> GitInfo {
         .ok()
         .map(|s| s.iter().any(|e| e.status() != git2::Status::CURRENT));
     GitInfo {
-        note: commit.is_none().then(|| "repository has no commits".to_string()),
+        note: commit
+            .is_none()
+            .then(|| "repository has no commits".to_string()),
         commit,
         dirty,
     }

@@ -60,7 +60,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "mib" => 1024.0f64.powi(2),
         "gib" => 1024.0f64.powi(3),
         "tib" => 1024.0f64.powi(4),
-        other => return Err(format!("'{s}': unknown unit '{other}' (use B, KB, MB, GB, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "'{s}': unknown unit '{other}' (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
     };
     Ok((n * mult).round() as u64)
 }

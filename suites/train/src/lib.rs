@@ -1,1 +1,22 @@
+//! The training-step workloads of ovbench: OpenVision (CLIPS-style, contrastive + captioning)
+//! and OpenVision 2 (captioning only, masked visual tokens), written in candle, one module per
+//! model, as ../shared/reference/openvision-facts.md §2–3 describes them.
 
+pub mod config;
+pub mod data;
+pub mod decoder;
+pub mod device;
+pub mod flops;
+pub mod layers;
+pub mod loss;
+pub mod macs;
+pub mod optim;
+pub mod params;
+pub mod recipe;
+pub mod step;
+pub mod text_encoder;
+pub mod vit;
+
+pub use config::{ModelConfig, ModelName, PrefixAttention, VitSize};
+pub use recipe::Recipe;
+pub use step::{StepConfig, StepRecord};

@@ -1,0 +1,260 @@
+//! Transformer building blocks, written from composed candle ops that all carry gradients
+//! (candle 0.11's fused `layer_norm` and `softmax_last_dim` silently drop them).
+
+use crate::config::{StackDims, LN_EPS};
+use crate::macs;
+use crate::params::ParamStore;
+use candle_core::{DType, Result, Tensor, D};
+
+/// Precision: weights, norms, softmax and losses run in `master` (f32; f64 in gradient
+/// checks); matmuls run in `compute` (f32, bf16 or f16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precision {
+    pub compute: DType,
+    pub master: DType,
+}
+
+impl Precision {
+    pub const F32: Precision = Precision {
+        compute: DType::F32,
+        master: DType::F32,
+    };
+    pub const F64: Precision = Precision {
+        compute: DType::F64,
+        master: DType::F64,
+    };
+
+    fn cast(&self, t: &Tensor) -> Result<Tensor> {
+        if t.dtype() == self.compute {
+            Ok(t.clone())
+        } else {
+            t.to_dtype(self.compute)
+        }
+    }
+}
+
+/// Matrix product of `x` (.., in) with `w` (in, out), in the compute precision, counted.
+pub fn matmul_2d(x: &Tensor, w: &Tensor, p: Precision) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().expect("rank >= 1");
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let out = w.dim(1)?;
+    macs::record(rows * k * out);
+    let y = p.cast(x)?.reshape((rows, k))?.matmul(&p.cast(w)?)?;
+    let mut shape = dims;
+    *shape.last_mut().unwrap() = out;
+    y.reshape(shape)
+}
+
+/// Dense layer `y = x W (+ b)`, W stored as (in, out) so no transpose is needed.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(
+        ps: &mut ParamStore,
+        name: &str,
+        inp: usize,
+        out: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        Self::with_std(ps, name, inp, out, bias, 0.02)
+    }
+
+    pub fn with_std(
+        ps: &mut ParamStore,
+        name: &str,
+        inp: usize,
+        out: usize,
+        bias: bool,
+        std: f64,
+    ) -> Result<Self> {
+        ps.scoped(name, |ps| {
+            let w = ps.normal("w", (inp, out), std)?;
+            let b = if bias {
+                Some(ps.constant("b", out, 0.0)?)
+            } else {
+                None
+            };
+            Ok(Linear { w, b })
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
+        let y = matmul_2d(x, &self.w, p)?;
+        match &self.b {
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Layer norm over the last dimension, computed in f32.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub gamma: Tensor,
+    pub beta: Tensor,
+}
+
+impl LayerNorm {
+    pub fn new(ps: &mut ParamStore, name: &str, dim: usize) -> Result<Self> {
+        ps.scoped(name, |ps| {
+            Ok(LayerNorm {
+                gamma: ps.constant("scale", dim, 1.0)?,
+                beta: ps.constant("bias", dim, 0.0)?,
+            })
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_dtype(self.gamma.dtype())?;
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_div(&(var + LN_EPS)?.sqrt()?)?;
+        xn.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)
+    }
+}
+
+/// Additive attention mask, (T, T): 0 where attention is allowed, a large negative elsewhere.
+pub fn mask_from(
+    t: usize,
+    allowed: impl Fn(usize, usize) -> bool,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let data: Vec<f32> = (0..t * t)
+        .map(|k| if allowed(k / t, k % t) { 0.0 } else { -1e9 })
+        .collect();
+    Tensor::from_vec(data, (t, t), device)?.to_dtype(dtype)
+}
+
+/// Multi-head self-attention with a fused QKV projection.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub qkv: Linear,
+    pub out: Linear,
+    pub heads: usize,
+}
+
+impl Attention {
+    pub fn new(ps: &mut ParamStore, name: &str, width: usize, heads: usize) -> Result<Self> {
+        ps.scoped(name, |ps| {
+            Ok(Attention {
+                qkv: Linear::new(ps, "qkv", width, 3 * width, true)?,
+                out: Linear::new(ps, "out", width, width, true)?,
+                heads,
+            })
+        })
+    }
+
+    /// `x`: (B, T, D); `mask`: optional additive (T, T).
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let h = self.heads;
+        let dh = d / h;
+        let qkv = self.qkv.forward(x, p)?;
+        let split = |i: usize| -> Result<Tensor> {
+            qkv.narrow(2, i * d, d)?
+                .reshape((b, t, h, dh))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = (split(0)? * (1.0 / (dh as f64).sqrt()))?;
+        let k = split(1)?;
+        let v = split(2)?;
+        macs::record(2 * b * h * t * t * dh);
+        let scores = q.matmul(&k.t()?)?.to_dtype(p.master)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        let att = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(v.dtype())?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&y, p)
+    }
+}
+
+/// Two-layer GELU MLP.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    pub fn new(ps: &mut ParamStore, name: &str, width: usize, hidden: usize) -> Result<Self> {
+        ps.scoped(name, |ps| {
+            Ok(Mlp {
+                fc1: Linear::new(ps, "fc1", width, hidden, true)?,
+                fc2: Linear::new(ps, "fc2", hidden, width, true)?,
+            })
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x, p)?.gelu()?, p)
+    }
+}
+
+/// Pre-LN transformer block: x + Attn(LN(x)), then x + MLP(LN(x)).
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub ln1: LayerNorm,
+    pub attn: Attention,
+    pub ln2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    pub fn new(ps: &mut ParamStore, name: &str, d: StackDims) -> Result<Self> {
+        ps.scoped(name, |ps| {
+            Ok(Block {
+                ln1: LayerNorm::new(ps, "ln1", d.width)?,
+                attn: Attention::new(ps, "attn", d.width, d.heads)?,
+                ln2: LayerNorm::new(ps, "ln2", d.width)?,
+                mlp: Mlp::new(ps, "mlp", d.width, d.mlp_dim)?,
+            })
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+        let x = (x + self
+            .attn
+            .forward(&self.ln1.forward(x)?, mask, p)?
+            .to_dtype(p.master)?)?;
+        let y = self
+            .mlp
+            .forward(&self.ln2.forward(&x)?, p)?
+            .to_dtype(p.master)?;
+        x + y
+    }
+}
+
+/// A stack of pre-LN blocks (no final norm: each model adds its own where the paper puts it).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub blocks: Vec<Block>,
+}
+
+impl Stack {
+    pub fn new(ps: &mut ParamStore, name: &str, d: StackDims) -> Result<Self> {
+        ps.scoped(name, |ps| {
+            let blocks = (0..d.depth)
+                .map(|i| Block::new(ps, &format!("block{i}"), d))
+                .collect::<Result<_>>()?;
+            Ok(Stack { blocks })
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+        let mut x = x.clone();
+        for b in &self.blocks {
+            x = b.forward(&x, mask, p)?;
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,36 @@
+//! The losses of both recipes (facts §3).
+
+use candle_core::{Result, Tensor, D};
+
+/// Mean token cross-entropy over positions whose weight is 1 (padding has weight 0).
+/// `logits`: (B, T, V); `targets`: (B, T) u32; `weights`: (B, T) f32.
+pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let (b, t, v) = logits.dims3()?;
+    let logp = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
+    let picked = logp
+        .gather(&targets.reshape((b * t, 1))?, 1)?
+        .reshape((b, t))?;
+    let weights = weights.to_dtype(picked.dtype())?;
+    let total = (picked * &weights)?.sum_all()?;
+    let count = weights.sum_all()?;
+    total.neg()?.div(&count)
+}
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = (x.sqr()?.sum_keepdim(D::Minus1)? + 1e-12)?.sqrt()?;
+    x.broadcast_div(&norm)
+}
+
+/// Symmetric softmax InfoNCE: 0.5 (image→text + text→image), temperature exp(`log_temp`).
+pub fn info_nce(img: &Tensor, txt: &Tensor, log_temp: &Tensor) -> Result<Tensor> {
+    let n = img.dim(0)?;
+    crate::macs::record(n * n * img.dim(1)?);
+    let logits = l2_normalize(img)?
+        .matmul(&l2_normalize(txt)?.t()?)?
+        .broadcast_mul(&log_temp.exp()?)?;
+    let labels = Tensor::arange(0u32, n as u32, img.device())?;
+    let i2t = candle_nn::loss::cross_entropy(&logits, &labels)?;
+    let t2i = candle_nn::loss::cross_entropy(&logits.t()?, &labels)?;
+    (i2t + t2i)? * 0.5
+}

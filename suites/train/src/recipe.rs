@@ -1,0 +1,211 @@
+//! The two training recipes as models that turn a batch into a loss.
+
+use crate::config::{ModelConfig, TEMPERATURE_INIT};
+use crate::data::{keep_indices, Batch};
+use crate::decoder::{DecoderV1, DecoderV2};
+use crate::layers::Precision;
+use crate::loss::{caption_xent, info_nce};
+use crate::params::{Module, ParamStore};
+use crate::text_encoder::TextEncoder;
+use crate::vit::VisionTransformer;
+use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipe {
+    /// OpenVision (CLIPS-style): text encoder, dual contrastive + captioning.
+    Ov1,
+    /// OpenVision 2: captioning only, masked visual tokens.
+    Ov2,
+}
+
+impl Recipe {
+    pub fn label(self) -> &'static str {
+        match self {
+            Recipe::Ov1 => "OpenVision",
+            Recipe::Ov2 => "OpenVision 2",
+        }
+    }
+    pub fn key(self) -> &'static str {
+        match self {
+            Recipe::Ov1 => "ov1",
+            Recipe::Ov2 => "ov2",
+        }
+    }
+}
+
+impl FromStr for Recipe {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "ov1" | "openvision" => Ok(Recipe::Ov1),
+            "ov2" | "openvision2" => Ok(Recipe::Ov2),
+            _ => Err(format!("unknown recipe '{s}' (expected ov1 or ov2)")),
+        }
+    }
+}
+
+/// The loss of one step and its parts (as scalars on the device).
+pub struct Loss {
+    pub total: Tensor,
+    pub caption: Tensor,
+    pub contrastive: Option<Tensor>,
+}
+
+/// Loss weights of the released recipes (facts §3).
+pub const CONTRASTIVE_WEIGHT: f64 = 1.0;
+pub const CAPTION_WEIGHT: f64 = 2.0;
+
+/// OpenVision (v1): ViT + text encoder + v1 decoder + learnable temperature.
+pub struct OpenVision {
+    pub vit: VisionTransformer,
+    pub text: TextEncoder,
+    pub decoder: DecoderV1,
+    pub log_temp: Tensor,
+}
+
+/// OpenVision 2: ViT + v2 decoder over a random subset of patch tokens.
+pub struct OpenVision2 {
+    pub vit: VisionTransformer,
+    pub decoder: DecoderV2,
+    pub keep: usize,
+}
+
+/// Either recipe's model with its parameters.
+pub enum Model {
+    Ov1(OpenVision),
+    Ov2(OpenVision2),
+}
+
+pub struct Built {
+    pub model: Model,
+    pub params: ParamStore,
+}
+
+/// Builds `recipe` at `cfg` with weights drawn from `seed`. The image encoder is built first
+/// from the same seed in both recipes, so both start from identical encoder weights.
+pub fn build(
+    recipe: Recipe,
+    cfg: &ModelConfig,
+    seed: u64,
+    device: &candle_core::Device,
+) -> Result<Built> {
+    build_with(recipe, cfg, ParamStore::new(seed, device))
+}
+
+/// Builds into a given store (f64 weights for gradient checks, shape-only for counting).
+pub fn build_with(recipe: Recipe, cfg: &ModelConfig, mut ps: ParamStore) -> Result<Built> {
+    let vd = cfg.vision;
+    let vit = ps.in_module(Module::ImageEncoder, |ps| {
+        ps.scoped("image_encoder", |ps| {
+            VisionTransformer::new(ps, vd, cfg.model.patch, cfg.resolution)
+        })
+    })?;
+    let model = match recipe {
+        Recipe::Ov1 => {
+            let td = cfg.text_encoder.dims;
+            let text = ps.in_module(Module::TextEncoder, |ps| {
+                ps.scoped("text_encoder", |ps| TextEncoder::new(ps, td, vd.width))
+            })?;
+            let decoder = ps.in_module(Module::TextDecoder, |ps| {
+                ps.scoped("text_decoder", |ps| {
+                    DecoderV1::new(ps, cfg.v1_decoder.dims, vd.width, td.width)
+                })
+            })?;
+            let log_temp = ps.in_module(Module::Temperature, |ps| {
+                ps.constant("log_temperature", 1, TEMPERATURE_INIT.ln() as f32)
+            })?;
+            Model::Ov1(OpenVision {
+                vit,
+                text,
+                decoder,
+                log_temp,
+            })
+        }
+        Recipe::Ov2 => {
+            for p in ps
+                .params
+                .iter_mut()
+                .filter(|p| p.name.starts_with("image_encoder.norm."))
+            {
+                p.in_objective = false;
+            }
+            let decoder = ps.in_module(Module::TextDecoder, |ps| {
+                ps.scoped("text_decoder", |ps| {
+                    DecoderV2::new(ps, cfg.v2_decoder.dims, vd.width, cfg.v2_attention)
+                })
+            })?;
+            Model::Ov2(OpenVision2 {
+                vit,
+                decoder,
+                keep: cfg.kept_tokens(),
+            })
+        }
+    };
+    Ok(Built { model, params: ps })
+}
+
+impl OpenVision {
+    pub fn loss(&self, batch: &Batch, p: Precision) -> Result<Loss> {
+        let img = self.vit.forward(&batch.images, p, true)?;
+        let alt = self.text.forward(&batch.alt_text, p)?;
+        let sent = self.text.forward(&batch.sentence, p)?;
+        // Dual contrastive: image vs alt-text and image vs one caption sentence, averaged.
+        let pooled = img.pooled.as_ref().expect("pooled was asked for");
+        let c_alt = info_nce(pooled, &alt.pooled, &self.log_temp)?;
+        let c_sent = info_nce(pooled, &sent.pooled, &self.log_temp)?;
+        let contrastive = ((c_alt + c_sent)? * 0.5)?;
+        // The decoder sees the alt-text tokens without the pooled [CLS] (79 of 80).
+        let t = alt.tokens.dim(1)?;
+        let alt_tokens = alt.tokens.narrow(1, 0, t - 1)?;
+        let logits = self.decoder.forward(&img.patches, &alt_tokens, p)?;
+        let caption = caption_xent(&logits, &batch.v1_targets, &batch.v1_weights)?;
+        let total = ((&contrastive * CONTRASTIVE_WEIGHT)? + (&caption * CAPTION_WEIGHT)?)?;
+        Ok(Loss {
+            total,
+            caption,
+            contrastive: Some(contrastive),
+        })
+    }
+}
+
+impl OpenVision2 {
+    /// `mask_seed` draws the kept token subset of every image.
+    pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64) -> Result<Loss> {
+        let img = self.vit.forward(&batch.images, p, false)?;
+        let kept = self.select(&img.patches, mask_seed)?;
+        let logits = self.decoder.forward(&kept, &batch.v2_input, p)?;
+        let caption = caption_xent(&logits, &batch.v2_targets, &batch.v2_weights)?;
+        Ok(Loss {
+            total: (&caption * CAPTION_WEIGHT)?,
+            caption,
+            contrastive: None,
+        })
+    }
+
+    /// Gathers the kept patch tokens: (B, N, D) -> (B, K, D).
+    pub fn select(&self, patches: &Tensor, mask_seed: u64) -> Result<Tensor> {
+        let (b, n, d) = patches.dims3()?;
+        let idx: Vec<u32> = keep_indices(b, n, self.keep, mask_seed)
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, row)| row.into_iter().map(move |j| (i * n) as u32 + j))
+            .collect();
+        let idx = Tensor::from_vec(idx, b * self.keep, patches.device())?;
+        patches
+            .reshape((b * n, d))?
+            .index_select(&idx, 0)?
+            .reshape((b, self.keep, d))
+    }
+}
+
+impl Model {
+    pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64) -> Result<Loss> {
+        match self {
+            Model::Ov1(m) => m.loss(batch, p),
+            Model::Ov2(m) => m.loss(batch, p, mask_seed),
+        }
+    }
+}

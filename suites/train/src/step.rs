@@ -1,0 +1,458 @@
+//! `ovbench step`: warm-up steps, then measured steps of each recipe, with time split into
+//! forward, backward and optimizer, and host memory from the counting allocator.
+
+use crate::config::{ModelConfig, ModelName, PrefixAttention};
+use crate::data::{Batch, TextLengths};
+use crate::device::{DTypeArg, DeviceArg};
+use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
+use crate::layers::Precision;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::params::Module;
+use crate::recipe::{build, Recipe};
+use candle_core::Device;
+use ovbench_harness::{alloc, clock, probe, stats, Summary};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Schema version of the step record body.
+pub const STEP_SCHEMA_VERSION: u32 = 1;
+
+/// Everything that determines a step run. Stored whole in the record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepConfig {
+    pub model: ModelName,
+    pub resolution: usize,
+    pub batch: usize,
+    pub keep_ratio: f64,
+    pub v2_attention: PrefixAttention,
+    pub recipes: Vec<Recipe>,
+    pub steps: usize,
+    pub warmup: usize,
+    pub seed: u64,
+    pub dtype: DTypeArg,
+    pub device: DeviceArg,
+    pub optimizer: AdamWConfig,
+    pub text_lengths: TextLengths,
+    /// CPU threads for matrix products (0: one per available CPU).
+    #[serde(default)]
+    pub threads: usize,
+    /// CPU threads for element-wise kernels (candle's spinning barrier pool; 0: all CPUs).
+    #[serde(default)]
+    pub ew_threads: usize,
+}
+
+impl StepConfig {
+    /// The small default: Ti/16 at 112 px, batch 8, 5 measured steps after 1 warm-up.
+    pub fn small() -> Self {
+        StepConfig {
+            model: "Ti/16".parse().expect("valid"),
+            resolution: 112,
+            batch: 8,
+            keep_ratio: 0.35,
+            v2_attention: PrefixAttention::Causal,
+            recipes: vec![Recipe::Ov1, Recipe::Ov2],
+            steps: 5,
+            warmup: 1,
+            seed: 0,
+            dtype: DTypeArg::F32,
+            device: DeviceArg::Cpu,
+            optimizer: AdamWConfig::default(),
+            text_lengths: TextLengths::default(),
+            threads: 0,
+            ew_threads: 1,
+        }
+    }
+
+    /// Checks every argument; the error names the argument.
+    pub fn validate(&self) -> Result<ModelConfig, String> {
+        if self.batch == 0 {
+            return Err("--batch must be at least 1".into());
+        }
+        if self.steps == 0 {
+            return Err("--steps must be at least 1".into());
+        }
+        if self.recipes.is_empty() {
+            return Err("--recipe selects no recipe".into());
+        }
+        if self.recipes.contains(&Recipe::Ov1) && self.batch < 2 {
+            return Err(
+                "--batch must be at least 2 for OpenVision: the contrastive loss needs negatives"
+                    .into(),
+            );
+        }
+        ModelConfig::new(
+            self.model,
+            self.resolution,
+            self.keep_ratio,
+            self.v2_attention,
+        )
+        .map_err(|e| format!("--model/--res/--keep: {e}"))
+    }
+}
+
+/// One measured step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepSample {
+    pub step: usize,
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub optimizer_s: f64,
+    pub total_s: f64,
+    pub loss: f64,
+    pub caption_loss: f64,
+    pub contrastive_loss: Option<f64>,
+}
+
+/// Host memory of one recipe's run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostMemory {
+    /// Whether the counting allocator was installed (false: the counts below are zero).
+    pub allocator_active: bool,
+    /// Live bytes before the model was built.
+    pub baseline_bytes: u64,
+    /// Highest live bytes from model build to the last step (exact, deterministic).
+    pub peak_bytes: u64,
+    /// `peak_bytes - baseline_bytes`: what this recipe's training needs.
+    pub peak_over_baseline_bytes: u64,
+    pub params_bytes: u64,
+    pub grads_bytes: u64,
+    pub optimizer_bytes: u64,
+    /// Peak live bytes minus the persistent state (parameters, optimizer state) and baseline:
+    /// activations, gradients and temporaries at their high point.
+    pub transient_peak_bytes: u64,
+    /// Kernel peak RSS over this run (VmHWM after a reset), if the OS allows.
+    pub rss_peak_bytes: Option<u64>,
+    /// Allocations made during the measured steps, per step.
+    pub allocations_per_step: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub step_s: Summary,
+    pub forward_s: Summary,
+    pub backward_s: Summary,
+    pub optimizer_s: Summary,
+    pub images_per_s: f64,
+    /// Training FLOPs (3 × forward) per second at the median step time.
+    pub achieved_flops_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecipeRun {
+    pub recipe: Recipe,
+    pub label: String,
+    pub params_by_module: BTreeMap<Module, usize>,
+    pub params_total: usize,
+    pub kept_tokens: Option<usize>,
+    /// Forward FLOPs per image by module (see flops.rs for the counting rule).
+    pub forward_flops_per_image: FlopBreakdown,
+    pub forward_flops_per_image_total: f64,
+    pub training_flops_per_image: f64,
+    pub warmup_losses: Vec<f64>,
+    pub samples: Vec<StepSample>,
+    pub summary: RunSummary,
+    pub memory: HostMemory,
+    /// Pairings that are not documented, and other caveats.
+    pub notes: Vec<String>,
+}
+
+/// OpenVision 2 / OpenVision ratios with 95 % bootstrap intervals where samples exist.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ratios {
+    pub step_time: Option<stats::Ratio>,
+    pub forward_time: Option<stats::Ratio>,
+    pub backward_time: Option<stats::Ratio>,
+    pub peak_memory: f64,
+    pub transient_memory: f64,
+    pub params: f64,
+    pub forward_flops: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub config: StepConfig,
+    pub model_config: ModelConfig,
+    pub runs: Vec<RecipeRun>,
+    pub ratios_ov2_over_ov1: Option<Ratios>,
+    /// Order in which the recipes ran (sequential, so their memory peaks do not mix).
+    pub order: Vec<Recipe>,
+    /// Process settings that change timings.
+    pub runtime: Runtime,
+}
+
+/// How the process ran: thread counts actually used and allocator behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Runtime {
+    pub threads: usize,
+    pub ew_threads: Option<usize>,
+    /// glibc malloc keeps freed memory for reuse (see harness alloc::retain_freed_memory).
+    pub malloc_retains_freed_memory: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("{0}")]
+    Config(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("{recipe}: {source}")]
+    Candle {
+        recipe: &'static str,
+        source: candle_core::Error,
+    },
+    #[error("{recipe}: {source}")]
+    Optim {
+        recipe: &'static str,
+        source: crate::optim::OptimError,
+    },
+    #[error("{recipe}: loss became {loss} at step {step}")]
+    NonFinite {
+        recipe: &'static str,
+        step: usize,
+        loss: f64,
+    },
+}
+
+/// Progress callbacks, so the binary can draw a bar without this crate knowing about terminals.
+pub trait Progress {
+    fn recipe_started(&mut self, _recipe: Recipe, _total_steps: usize) {}
+    fn step_done(
+        &mut self,
+        _recipe: Recipe,
+        _step: usize,
+        _warmup: bool,
+        _seconds: f64,
+        _loss: f64,
+    ) {
+    }
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+struct DeviceSync<'a>(&'a Device);
+impl clock::Sync for DeviceSync<'_> {
+    fn synchronize(&self) {
+        let _ = self.0.synchronize();
+    }
+}
+
+/// Runs every selected recipe of `cfg` in turn.
+pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, StepError> {
+    let model_cfg = cfg.validate().map_err(StepError::Config)?;
+    let device = cfg.device.open().map_err(StepError::Device)?;
+    let mut runs = Vec::new();
+    for &recipe in &cfg.recipes {
+        runs.push(run_recipe(cfg, &model_cfg, recipe, &device, progress)?);
+    }
+    let ratios = ratios(&runs, cfg.seed);
+    Ok(StepRecord {
+        config: cfg.clone(),
+        model_config: model_cfg,
+        order: cfg.recipes.clone(),
+        runs,
+        ratios_ov2_over_ov1: ratios,
+        runtime: Runtime {
+            threads: candle_core::utils::get_num_threads(),
+            ew_threads: std::env::var("CANDLE_NUM_THREADS")
+                .ok()
+                .and_then(|s| s.parse().ok()),
+            malloc_retains_freed_memory: alloc::malloc_retains(),
+        },
+    })
+}
+
+fn scalar(t: &candle_core::Tensor) -> candle_core::Result<f64> {
+    t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()
+}
+
+fn run_recipe(
+    cfg: &StepConfig,
+    mcfg: &ModelConfig,
+    recipe: Recipe,
+    device: &Device,
+    progress: &mut dyn Progress,
+) -> Result<RecipeRun, StepError> {
+    let key = recipe.key();
+    let ce = |source| StepError::Candle {
+        recipe: key,
+        source,
+    };
+    let sync = DeviceSync(device);
+    let precision = Precision {
+        compute: cfg.dtype.dtype(),
+        master: candle_core::DType::F32,
+    };
+
+    // Give the previous recipe's retained heap back so it does not count in this one's RSS.
+    alloc::release_freed_memory();
+    let baseline = alloc::snapshot().current_bytes;
+    alloc::reset_peak();
+    let rss_reset = probe::reset_rss_peak();
+
+    let built = build(recipe, mcfg, cfg.seed, device).map_err(ce)?;
+    let params = &built.params;
+    let mut opt = AdamW::new(&params.params, cfg.optimizer).map_err(ce)?;
+    // The same batch for every step (data loading is not what is measured), drawn from the seed.
+    let batch = Batch::synthetic(
+        cfg.batch,
+        cfg.resolution,
+        &cfg.text_lengths,
+        cfg.seed ^ 0xda7a,
+        device,
+    )
+    .map_err(ce)?;
+
+    progress.recipe_started(recipe, cfg.warmup + cfg.steps);
+    let mut warmup_losses = Vec::new();
+    let mut samples = Vec::new();
+    let mut grads_bytes = 0u64;
+    let mut calls_at_measure = 0u64;
+    for step in 0..cfg.warmup + cfg.steps {
+        let measured = step >= cfg.warmup;
+        if step == cfg.warmup {
+            calls_at_measure = alloc::snapshot().calls;
+        }
+        let mask_seed = cfg
+            .seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(step as u64);
+        let (loss, fwd) = clock::timed(&sync, || built.model.loss(&batch, precision, mask_seed));
+        let loss = loss.map_err(ce)?;
+        let (grads, bwd) = clock::timed(&sync, || loss.total.backward());
+        let grads = grads.map_err(ce)?;
+        if step == 0 {
+            grads_bytes = params
+                .params
+                .iter()
+                .filter_map(|p| grads.get(p.var.as_tensor()))
+                .map(|g| (g.elem_count() * g.dtype().size_in_bytes()) as u64)
+                .sum();
+        }
+        let (res, optim) = clock::timed(&sync, || opt.step(&params.params, &grads));
+        res.map_err(|source| StepError::Optim {
+            recipe: key,
+            source,
+        })?;
+        drop(grads);
+        let total = scalar(&loss.total).map_err(ce)?;
+        if !total.is_finite() {
+            return Err(StepError::NonFinite {
+                recipe: key,
+                step,
+                loss: total,
+            });
+        }
+        let secs = (fwd + bwd + optim).as_secs_f64();
+        progress.step_done(recipe, step, !measured, secs, total);
+        if measured {
+            samples.push(StepSample {
+                step,
+                forward_s: fwd.as_secs_f64(),
+                backward_s: bwd.as_secs_f64(),
+                optimizer_s: optim.as_secs_f64(),
+                total_s: secs,
+                loss: total,
+                caption_loss: scalar(&loss.caption).map_err(ce)?,
+                contrastive_loss: loss
+                    .contrastive
+                    .as_ref()
+                    .map(scalar)
+                    .transpose()
+                    .map_err(ce)?,
+            });
+        } else {
+            warmup_losses.push(total);
+        }
+    }
+    let snap = alloc::snapshot();
+    let params_bytes = params.bytes() as u64;
+    let optimizer_bytes = opt.state_bytes() as u64;
+    let peak_over = snap.peak_bytes.saturating_sub(baseline);
+    let memory = HostMemory {
+        allocator_active: alloc::is_active(),
+        baseline_bytes: baseline,
+        peak_bytes: snap.peak_bytes,
+        peak_over_baseline_bytes: peak_over,
+        params_bytes,
+        grads_bytes,
+        optimizer_bytes,
+        transient_peak_bytes: peak_over.saturating_sub(params_bytes + optimizer_bytes),
+        rss_peak_bytes: if rss_reset {
+            probe::rss().map(|r| r.peak_bytes)
+        } else {
+            None
+        },
+        allocations_per_step: (snap.calls - calls_at_measure) / cfg.steps as u64,
+    };
+
+    let col = |f: fn(&StepSample) -> f64| -> Vec<f64> { samples.iter().map(f).collect() };
+    let step_s = Summary::of(&col(|s| s.total_s)).expect("at least one finite sample");
+    let flops = forward_flops(recipe, mcfg, cfg.batch, V1_TEXT_PASSES);
+    let training = 3.0 * flops.total();
+    let summary = RunSummary {
+        forward_s: Summary::of(&col(|s| s.forward_s)).expect("samples"),
+        backward_s: Summary::of(&col(|s| s.backward_s)).expect("samples"),
+        optimizer_s: Summary::of(&col(|s| s.optimizer_s)).expect("samples"),
+        images_per_s: cfg.batch as f64 / step_s.median,
+        achieved_flops_per_s: training * cfg.batch as f64 / step_s.median,
+        step_s,
+    };
+    let mut notes = Vec::new();
+    match recipe {
+        Recipe::Ov1 => {
+            notes.extend(mcfg.text_encoder.note.clone());
+            notes.extend(mcfg.v1_decoder.note.clone());
+        }
+        Recipe::Ov2 => notes.extend(mcfg.v2_decoder.note.clone()),
+    }
+    if cfg.device == DeviceArg::Cpu && cfg.dtype != DTypeArg::F32 {
+        notes.push(format!(
+            "{} matmuls on CPU run through candle's generic kernels",
+            cfg.dtype.name()
+        ));
+    }
+    Ok(RecipeRun {
+        recipe,
+        label: recipe.label().to_string(),
+        params_by_module: params.counts(),
+        params_total: params.total(),
+        kept_tokens: (recipe == Recipe::Ov2).then(|| mcfg.kept_tokens()),
+        forward_flops_per_image: flops,
+        forward_flops_per_image_total: flops.total(),
+        training_flops_per_image: training,
+        warmup_losses,
+        samples,
+        summary,
+        memory,
+        notes,
+    })
+}
+
+fn ratios(runs: &[RecipeRun], seed: u64) -> Option<Ratios> {
+    let v1 = runs.iter().find(|r| r.recipe == Recipe::Ov1)?;
+    let v2 = runs.iter().find(|r| r.recipe == Recipe::Ov2)?;
+    let col = |r: &RecipeRun, f: fn(&StepSample) -> f64| -> Vec<f64> {
+        r.samples.iter().map(f).collect()
+    };
+    let ratio = |f: fn(&StepSample) -> f64| stats::ratio_of_medians(&col(v2, f), &col(v1, f), seed);
+    let div = |a: f64, b: f64| if b == 0.0 { f64::NAN } else { a / b };
+    Some(Ratios {
+        step_time: ratio(|s| s.total_s),
+        forward_time: ratio(|s| s.forward_s),
+        backward_time: ratio(|s| s.backward_s),
+        peak_memory: div(
+            v2.memory.peak_over_baseline_bytes as f64,
+            v1.memory.peak_over_baseline_bytes as f64,
+        ),
+        transient_memory: div(
+            v2.memory.transient_peak_bytes as f64,
+            v1.memory.transient_peak_bytes as f64,
+        ),
+        params: div(v2.params_total as f64, v1.params_total as f64),
+        forward_flops: div(
+            v2.forward_flops_per_image_total,
+            v1.forward_flops_per_image_total,
+        ),
+    })
+}

@@ -1,0 +1,113 @@
+//! The ViT image encoder of both recipes (facts §2.1): linear patch embedding, CLS token,
+//! fixed 2-D sin-cos position embedding, pre-LN blocks, mean pooling over patch tokens
+//! followed by a final LayerNorm. Patch tokens go to the decoder without CLS and without
+//! the final norm, as the released code feeds `encoded[:, 1:]`.
+
+use crate::config::StackDims;
+use crate::layers::{LayerNorm, Linear, Precision, Stack};
+use crate::params::ParamStore;
+use candle_core::{Device, Result, Tensor};
+
+pub struct VisionTransformer {
+    pub patch: usize,
+    pub width: usize,
+    pub patch_embed: Linear,
+    pub cls: Tensor,
+    /// Fixed, not trained.
+    pub posemb: Tensor,
+    pub blocks: Stack,
+    pub norm: LayerNorm,
+}
+
+/// Output of the encoder.
+pub struct VitOutput {
+    /// LN(mean of patch tokens): (B, D); computed only when asked for.
+    pub pooled: Option<Tensor>,
+    /// Patch tokens after the last block, CLS excluded, un-normalised: (B, N, D).
+    pub patches: Tensor,
+}
+
+impl VisionTransformer {
+    pub fn new(ps: &mut ParamStore, d: StackDims, patch: usize, resolution: usize) -> Result<Self> {
+        let side = resolution / patch;
+        let fan_in = patch * patch * 3;
+        Ok(VisionTransformer {
+            patch,
+            width: d.width,
+            patch_embed: Linear::with_std(
+                ps,
+                "patch_embed",
+                fan_in,
+                d.width,
+                true,
+                (1.0 / fan_in as f64).sqrt(),
+            )?,
+            cls: ps.constant("cls", (1, 1, d.width), 0.0)?,
+            posemb: sincos_2d(side, side, d.width, ps.device())?,
+            blocks: Stack::new(ps, "blocks", d)?,
+            norm: LayerNorm::new(ps, "norm", d.width)?,
+        })
+    }
+
+    /// `images`: (B, 3, H, W), normalised pixels. `pooled`: whether to compute the pooled
+    /// embedding (OpenVision 2's objective never uses it).
+    pub fn forward(&self, images: &Tensor, p: Precision, pooled: bool) -> Result<VitOutput> {
+        let (b, c, h, w) = images.dims4()?;
+        let (gh, gw, ps) = (h / self.patch, w / self.patch, self.patch);
+        let n = gh * gw;
+        // (B, C, gh, p, gw, p) -> (B, gh, gw, p, p, C): each patch flattened row-major with channels last.
+        let patches = images
+            .to_dtype(p.master)?
+            .reshape((b, c, gh, ps, gw, ps))?
+            .permute((0, 2, 4, 3, 5, 1))?
+            .contiguous()?
+            .reshape((b, n, ps * ps * c))?;
+        let x = self
+            .patch_embed
+            .forward(&patches, p)?
+            .to_dtype(p.master)?
+            .broadcast_add(&self.posemb.to_dtype(p.master)?)?;
+        let cls = self.cls.broadcast_as((b, 1, self.width))?;
+        let x = Tensor::cat(&[&cls, &x], 1)?;
+        let x = self.blocks.forward(&x, None, p)?;
+        let patches = x.narrow(1, 1, n)?;
+        let pooled = if pooled {
+            Some(self.norm.forward(&patches.mean(1)?)?)
+        } else {
+            None
+        };
+        Ok(VitOutput { pooled, patches })
+    }
+}
+
+/// Fixed 2-D sin-cos position embedding: [sin(x ω), cos(x ω), sin(y ω), cos(y ω)]
+/// with ω_i = 1 / 10000^(i / (D/4 - 1)), shape (H·W, D).
+pub fn sincos_2d(h: usize, w: usize, width: usize, device: &Device) -> Result<Tensor> {
+    assert!(
+        width % 4 == 0,
+        "sin-cos embedding needs a width divisible by 4"
+    );
+    let q = width / 4;
+    let omega: Vec<f64> = (0..q)
+        .map(|i| {
+            let frac = if q > 1 {
+                i as f64 / (q - 1) as f64
+            } else {
+                0.0
+            };
+            1.0 / 10000f64.powf(frac)
+        })
+        .collect();
+    let mut data = Vec::with_capacity(h * w * width);
+    for y in 0..h {
+        for x in 0..w {
+            for f in [f64::sin, f64::cos] {
+                data.extend(omega.iter().map(|o| f(x as f64 * o) as f32));
+            }
+            for f in [f64::sin, f64::cos] {
+                data.extend(omega.iter().map(|o| f(y as f64 * o) as f32));
+            }
+        }
+    }
+    Tensor::from_vec(data, (h * w, width), device)
+}
