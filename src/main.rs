@@ -32,6 +32,14 @@ enum Command {
     Step(cmd::step::StepArgs),
     /// Score TextVQA / ChartQA / OCRBench predictions exactly as the reference toolkits do
     Score(cmd::score::ScoreArgs),
+    /// Gate a record against a baseline: exit 0 no regression, 1 regression, 2 unusable input
+    Gate(cmd::gate::GateArgs),
+    /// One table of step records across machines and runs, grouped by workload
+    Compare(cmd::compare::CompareArgs),
+    /// Plots (SVG and PNG) of step records: time, memory, ratios vs the paper, memory vs batch
+    Report(cmd::report::ReportArgs),
+    /// Validate a results folder: schema, warm-up, steps, seeds, environment, clean tree
+    Check(cmd::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +48,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Step(a) => cmd::step::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Gate(a) => cmd::gate::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Check(a) => cmd::check::run(a),
     };
     match result {
         Ok(code) => code,

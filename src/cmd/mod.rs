@@ -1,5 +1,9 @@
 //! One module per subcommand: argument parsing and output, nothing else.
 
+pub mod check;
+pub mod compare;
+pub mod gate;
+pub mod report;
 pub mod score;
 pub mod step;
 

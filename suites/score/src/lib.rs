@@ -45,8 +45,8 @@ pub mod textvqa;
 pub use compat::{Compat, Task};
 pub use error::{Loc, ScoreError, Warning};
 pub use report::{
-    score, score_item, Annotation, Annotations, CategoryScore, ItemScore, MatchPolicy, Origin,
-    PredKey, Prediction, Predictions, Report, ToolkitScore, SCORER_VERSION,
+    paired_items_csv, score, score_item, Annotation, Annotations, CategoryScore, ItemScore,
+    MatchPolicy, Origin, PredKey, Prediction, Predictions, Report, ToolkitScore, SCORER_VERSION,
 };
 
 /// The paired comparison of two reports (B minus A) on the items both scored.

@@ -516,3 +516,48 @@ fn aggregate(
         }
     }
 }
+
+impl Report {
+    /// Per-item scores as CSV (`id,row,category,score,prediction,seen_as`), annotation order.
+    pub fn items_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let _ = w.write_record(["id", "row", "category", "score", "prediction", "seen_as"]);
+        for it in &self.items {
+            let _ = w.write_record([
+                it.id.as_str(),
+                &it.row.to_string(),
+                it.category.as_deref().unwrap_or(""),
+                &repr_f64(it.score),
+                &it.prediction,
+                it.seen_as.as_deref().unwrap_or(""),
+            ]);
+        }
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// Per-item scores of two reports side by side (`id,row,category,score_a,score_b,diff`), for
+/// the items both scored.
+pub fn paired_items_csv(a: &Report, b: &Report) -> String {
+    let by_row: HashMap<usize, f64> = b.items.iter().map(|i| (i.row, i.score)).collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["id", "row", "category", "score_a", "score_b", "diff"]);
+    for it in &a.items {
+        if let Some(sb) = by_row.get(&it.row) {
+            let _ = w.write_record([
+                it.id.as_str(),
+                &it.row.to_string(),
+                it.category.as_deref().unwrap_or(""),
+                &repr_f64(it.score),
+                &repr_f64(*sb),
+                &repr_f64(sb - it.score),
+            ]);
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// Shortest round-trip text, so CSV values are exact.
+fn repr_f64(x: f64) -> String {
+    format!("{x:?}")
+}

@@ -30,13 +30,13 @@ pub fn accuracy(
                 return Err(issue);
             }
             let p = normalize::evalai(prediction);
-            let g: Vec<String> = answers.iter().map(|a| normalize::evalai(a)).collect();
+            let g = normalize_all(answers, normalize::evalai);
             py::plain_sum(&leave_one_out(&p, &g)) / g.len() as f64
         }
         Compat::LmmsEval => {
             // lmms-eval strips every generation before process_results (api/task.py).
             let p = normalize::evalai(py::strip(prediction));
-            let g: Vec<String> = answers.iter().map(|a| normalize::evalai(a)).collect();
+            let g = normalize_all(answers, normalize::evalai);
             py::exact_mean(&leave_one_out(&p, &g)).ok_or(TextVqaIssue::NoAnswers)?
         }
         Compat::Vlmevalkit | Compat::VlmevalkitXlsx | Compat::VlmevalkitPre20250513 => {
@@ -80,6 +80,18 @@ pub fn accuracy(
         other => unreachable!("{other} is not a TextVQA label; Compat::parse rejects it"),
     };
     Ok((score, odd))
+}
+
+/// Normalises each answer, reusing the result for repeated answers (annotators often agree).
+fn normalize_all(answers: &[String], f: impl Fn(&str) -> String) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(answers.len());
+    for (i, a) in answers.iter().enumerate() {
+        match answers[..i].iter().position(|b| b == a) {
+            Some(j) => out.push(out[j].clone()),
+            None => out.push(f(a)),
+        }
+    }
+    out
 }
 
 fn all_same(xs: &[String]) -> bool {

@@ -20,16 +20,26 @@ fn parse_doc<'a, T: serde::Deserialize<'a>>(
     })
 }
 
-/// The items of a JSON array with the line each starts on.
+/// The items of a JSON array with the line each starts on (counted incrementally: items
+/// come in file order, so the whole file is scanned once).
 fn items_with_lines<'a>(
     path: &Path,
     text: &'a str,
     raw: &[&'a RawValue],
 ) -> Result<Vec<(usize, Value)>, ScoreError> {
+    let (mut at, mut line) = (0usize, 1usize);
     raw.iter()
         .map(|r| {
             let offset = r.get().as_ptr() as usize - text.as_ptr() as usize;
-            let line = line_at(text, offset);
+            if offset >= at {
+                line += text.as_bytes()[at..offset]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+            } else {
+                line = line_at(text, offset);
+            }
+            at = offset;
             let v: Value = serde_json::from_str(r.get()).map_err(|e| {
                 ScoreError::input(Loc::line(path, line), format!("malformed item: {e}"))
             })?;

@@ -1,0 +1,37 @@
+//! `ovbench report`: pictures of step records, readable at a glance (titles, units, legends).
+//!
+//! * `step_time`: median step time by recipe and workload, whiskers = 95 % interval.
+//! * `memory`: peak memory by recipe and workload, whiskers = min–max over repeated records.
+//! * `ratios`: measured OpenVision 2 / OpenVision ratios (step time, peak memory, forward
+//!   FLOPs) beside the paper's, whose whiskers are the claim tolerance bands; the published
+//!   numbers come from `ovbench-reference`, never from this crate.
+//! * `memory_vs_batch`: peak memory against batch when records at two or more batches of
+//!   one workload exist, with the paper's Table 4 points and its 32 GB per-chip cap.
+//!
+//! Each chart is written as SVG and PNG. PNG text is drawn with an embedded DejaVu Sans
+//! (assets/, Bitstream Vera license), so no system font library is needed.
+
+mod charts;
+mod font;
+
+pub use charts::{report, Report, ReportOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("drawing {path}: {message}")]
+    Draw {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("published reference data: {0}")]
+    Reference(#[from] ovbench_reference::ReferenceError),
+    #[error("no step records to plot")]
+    NoRecords,
+    #[error("embedded font: {0}")]
+    Font(String),
+}

@@ -1,0 +1,146 @@
+//! `ovbench gate`: compare a record against a baseline, metric by metric, with an exit code.
+
+use anyhow::Context;
+use ovbench_gate::config::{GateConfig, Only};
+use ovbench_gate::output;
+use ovbench_gate::{confirm, gate, GateReport, LoadedRecord};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 no regression, 1 regression (or a changed deterministic metric), \
+2 unusable input (unreadable record, different configuration, missing metric).\n\n\
+Deterministic metrics (parameters, FLOPs, kept tokens, allocator peak bytes, scores) must match \
+exactly or within --tolerance. Timed metrics regress only when the whole 95 % bootstrap interval of \
+median(current) / median(baseline) lies above 1 + --threshold; \"inconclusive\" when it straddles.\n\n\
+Confirming rerun: --rerun-cmd 'ovbench step --out {out}' runs the command once (through sh -c, with \
+{out} and $OVBENCH_RERUN_OUT set to a temporary record path) when a timed metric is a regression or \
+inconclusive, and gates that record too: a regression stands only if the rerun shows it again.\n\n\
+Example CI gate on deterministic metrics only:\n  \
+ovbench gate --baseline results/baseline/step-default.json --current /tmp/step.json --only deterministic"
+)]
+pub struct GateArgs {
+    /// The baseline record
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// The record to judge
+    #[arg(long, value_name = "FILE")]
+    pub current: PathBuf,
+    /// Gate configuration (TOML): defaults and per-metric overrides
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Which metrics to gate: all, deterministic or timed (overrides the config)
+    #[arg(long, value_name = "WHICH")]
+    pub only: Option<Only>,
+    /// Timed metrics: regression threshold as a fraction, e.g. 0.05 (overrides the config default)
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Deterministic metrics: allowed relative change, e.g. 0.001 (overrides the config default)
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    /// A configuration key allowed to differ (model, resolution, batch, keep_ratio, dtype, device); repeatable
+    #[arg(long = "accept-diff", value_name = "KEY")]
+    pub accept_diff: Vec<String>,
+    /// Fail (exit 1) on inconclusive timed metrics too
+    #[arg(long)]
+    pub fail_on_inconclusive: bool,
+    /// Write a markdown summary (for a pull-request comment) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write github-action-benchmark `customSmallerIsBetter` JSON (times, bytes, FLOPs, counts) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub gab_smaller: Option<PathBuf>,
+    /// Write github-action-benchmark `customBiggerIsBetter` JSON (scores) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub gab_bigger: Option<PathBuf>,
+    /// Write the full verdicts as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Command that writes a fresh current record to {out}, run once to confirm a timed regression
+    #[arg(long, value_name = "CMD")]
+    pub rerun_cmd: Option<String>,
+    /// Print nothing but errors
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    ovbench_harness::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn rerun(
+    cmd: &str,
+    baseline: &LoadedRecord,
+    cfg: &GateConfig,
+    accept: &[String],
+) -> anyhow::Result<GateReport> {
+    let dir = tempfile::tempdir().context("creating a folder for the rerun record")?;
+    let out = dir.path().join("rerun.json");
+    let line = cmd.replace("{out}", &out.display().to_string());
+    eprintln!("confirming rerun: {line}");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("OVBENCH_RERUN_OUT", &out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("starting the rerun command `{line}`"))?;
+    anyhow::ensure!(
+        status.success(),
+        "the rerun command `{line}` failed ({status})"
+    );
+    let rec =
+        LoadedRecord::load(&out).context("the rerun command did not write a record to {out}")?;
+    Ok(gate(baseline, &rec, cfg, accept)?)
+}
+
+pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &args.config {
+        Some(p) => GateConfig::load(p)?,
+        None => GateConfig::default(),
+    };
+    if let Some(o) = args.only {
+        cfg.defaults.only = o;
+    }
+    if let Some(t) = args.threshold {
+        cfg.defaults.threshold = t;
+    }
+    if let Some(t) = args.tolerance {
+        cfg.defaults.tolerance = t;
+    }
+    cfg.defaults.fail_on_inconclusive |= args.fail_on_inconclusive;
+    cfg.validate("command line (--threshold / --tolerance)")?;
+
+    let baseline = LoadedRecord::load(&args.baseline)?;
+    let current = LoadedRecord::load(&args.current)?;
+    let mut report = gate(&baseline, &current, &cfg, &args.accept_diff)?;
+    if let Some(cmd) = &args.rerun_cmd {
+        if report.needs_confirmation() {
+            let second = rerun(cmd, &baseline, &cfg, &args.accept_diff)?;
+            report = confirm(report, &second);
+        }
+    }
+
+    if !args.quiet {
+        print!("{}", output::terminal(&report));
+    }
+    if let Some(p) = &args.markdown {
+        write(p, &output::markdown(&report))?;
+    }
+    for (path, bigger) in [(&args.gab_smaller, false), (&args.gab_bigger, true)] {
+        if let Some(p) = path {
+            let entries = output::github_action_benchmark(&report, bigger);
+            write(p, &serde_json::to_string_pretty(&entries)?)?;
+        }
+    }
+    if let Some(p) = &args.json {
+        write(p, &serde_json::to_string_pretty(&report)?)?;
+    }
+    let outcome = report.outcome();
+    if outcome == ovbench_gate::Outcome::Unusable {
+        eprintln!("error: unusable comparison: a baseline metric is missing from the current record, or nothing was compared");
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
+}
