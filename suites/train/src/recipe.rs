@@ -7,7 +7,7 @@ use crate::layers::Precision;
 use crate::loss::{caption_xent, info_nce};
 use crate::params::{Module, ParamStore};
 use crate::text_encoder::TextEncoder;
-use crate::vit::VisionTransformer;
+use crate::vit::{RematTape, VisionTransformer, VitOutput};
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -52,6 +52,30 @@ pub struct Loss {
     pub total: Tensor,
     pub caption: Tensor,
     pub contrastive: Option<Tensor>,
+    /// Present when the image encoder recomputes its activations in the backward pass.
+    pub remat: Option<RematTape>,
+}
+
+/// Activation recomputation, per module as the released recipe sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Remat {
+    /// Keep every activation.
+    #[default]
+    None,
+    /// Recompute the image encoder block by block (`remat='full'`); the decoder keeps its activations.
+    Full,
+}
+
+impl FromStr for Remat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(Remat::None),
+            "full" => Ok(Remat::Full),
+            _ => Err(format!("unknown remat '{s}' (expected full or none)")),
+        }
+    }
 }
 
 /// Loss weights of the released recipes (facts §3).
@@ -147,9 +171,20 @@ pub fn build_with(recipe: Recipe, cfg: &ModelConfig, mut ps: ParamStore) -> Resu
     Ok(Built { model, params: ps })
 }
 
+/// Runs the encoder with or without recomputation.
+fn encode(vit: &VisionTransformer, images: &Tensor, p: Precision, pooled: bool, remat: Remat) -> Result<(VitOutput, Option<RematTape>)> {
+    match remat {
+        Remat::None => Ok((vit.forward(images, p, pooled)?, None)),
+        Remat::Full => {
+            let (out, tape) = vit.forward_remat(images, p, pooled)?;
+            Ok((out, Some(tape)))
+        }
+    }
+}
+
 impl OpenVision {
-    pub fn loss(&self, batch: &Batch, p: Precision) -> Result<Loss> {
-        let img = self.vit.forward(&batch.images, p, true)?;
+    pub fn loss(&self, batch: &Batch, p: Precision, remat: Remat) -> Result<Loss> {
+        let (img, tape) = encode(&self.vit, &batch.images, p, true, remat)?;
         let alt = self.text.forward(&batch.alt_text, p)?;
         let sent = self.text.forward(&batch.sentence, p)?;
         // Dual contrastive: image vs alt-text and image vs one caption sentence, averaged.
@@ -167,14 +202,15 @@ impl OpenVision {
             total,
             caption,
             contrastive: Some(contrastive),
+            remat: tape,
         })
     }
 }
 
 impl OpenVision2 {
     /// `mask_seed` draws the kept token subset of every image.
-    pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64) -> Result<Loss> {
-        let img = self.vit.forward(&batch.images, p, false)?;
+    pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64, remat: Remat) -> Result<Loss> {
+        let (img, tape) = encode(&self.vit, &batch.images, p, false, remat)?;
         let kept = self.select(&img.patches, mask_seed)?;
         let logits = self.decoder.forward(&kept, &batch.v2_input, p)?;
         let caption = caption_xent(&logits, &batch.v2_targets, &batch.v2_weights)?;
@@ -182,6 +218,7 @@ impl OpenVision2 {
             total: (&caption * CAPTION_WEIGHT)?,
             caption,
             contrastive: None,
+            remat: tape,
         })
     }
 
@@ -202,10 +239,31 @@ impl OpenVision2 {
 }
 
 impl Model {
+    /// The loss without recomputation.
     pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64) -> Result<Loss> {
+        self.loss_with(batch, p, mask_seed, Remat::None)
+    }
+
+    pub fn loss_with(&self, batch: &Batch, p: Precision, mask_seed: u64, remat: Remat) -> Result<Loss> {
         match self {
-            Model::Ov1(m) => m.loss(batch, p),
-            Model::Ov2(m) => m.loss(batch, p, mask_seed),
+            Model::Ov1(m) => m.loss(batch, p, remat),
+            Model::Ov2(m) => m.loss(batch, p, mask_seed, remat),
+        }
+    }
+
+    /// All gradients of `loss`: backprop, then the encoder's recomputed part if any.
+    pub fn backward(&self, loss: &Loss) -> Result<candle_core::backprop::GradStore> {
+        let mut grads = loss.total.backward()?;
+        if let Some(tape) = &loss.remat {
+            self.vit().backward_remat(tape, &mut grads)?;
+        }
+        Ok(grads)
+    }
+
+    pub fn vit(&self) -> &VisionTransformer {
+        match self {
+            Model::Ov1(m) => &m.vit,
+            Model::Ov2(m) => &m.vit,
         }
     }
 }

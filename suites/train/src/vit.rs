@@ -6,7 +6,8 @@
 use crate::config::StackDims;
 use crate::layers::{LayerNorm, Linear, Precision, Stack};
 use crate::params::ParamStore;
-use candle_core::{Device, Result, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Result, Tensor, Var};
 
 pub struct VisionTransformer {
     pub patch: usize,
@@ -49,9 +50,8 @@ impl VisionTransformer {
         })
     }
 
-    /// `images`: (B, 3, H, W), normalised pixels. `pooled`: whether to compute the pooled
-    /// embedding (OpenVision 2's objective never uses it).
-    pub fn forward(&self, images: &Tensor, p: Precision, pooled: bool) -> Result<VitOutput> {
+    /// Tokens entering the first block: [CLS; patch embeddings + position embedding].
+    fn embed(&self, images: &Tensor, p: Precision) -> Result<Tensor> {
         let (b, c, h, w) = images.dims4()?;
         let (gh, gw, ps) = (h / self.patch, w / self.patch, self.patch);
         let n = gh * gw;
@@ -68,8 +68,12 @@ impl VisionTransformer {
             .to_dtype(p.master)?
             .broadcast_add(&self.posemb.to_dtype(p.master)?)?;
         let cls = self.cls.broadcast_as((b, 1, self.width))?;
-        let x = Tensor::cat(&[&cls, &x], 1)?;
-        let x = self.blocks.forward(&x, None, p)?;
+        Tensor::cat(&[&cls, &x], 1)
+    }
+
+    /// Pooled embedding and patch tokens from the last block's output.
+    fn outputs(&self, x: &Tensor, pooled: bool) -> Result<VitOutput> {
+        let n = x.dim(1)? - 1;
         let patches = x.narrow(1, 1, n)?;
         let pooled = if pooled {
             Some(self.norm.forward(&patches.mean(1)?)?)
@@ -77,6 +81,78 @@ impl VisionTransformer {
             None
         };
         Ok(VitOutput { pooled, patches })
+    }
+
+    /// `images`: (B, 3, H, W), normalised pixels. `pooled`: whether to compute the pooled
+    /// embedding (OpenVision 2's objective never uses it).
+    pub fn forward(&self, images: &Tensor, p: Precision, pooled: bool) -> Result<VitOutput> {
+        let x = self.blocks.forward(&self.embed(images, p)?, None, p)?;
+        self.outputs(&x, pooled)
+    }
+
+    /// Forward with full activation recomputation (`remat='full'` of the released recipe):
+    /// keeps only each block's input; the loss graph starts at the last block's output.
+    /// [`VisionTransformer::backward_remat`] finishes the backward pass.
+    pub fn forward_remat(&self, images: &Tensor, p: Precision, pooled: bool) -> Result<(VitOutput, RematTape)> {
+        // Detaching each block's output drops its graph, and with it every intermediate.
+        let mut x = self.embed(images, p)?.detach();
+        let mut checkpoints = Vec::with_capacity(self.blocks.blocks.len());
+        for b in &self.blocks.blocks {
+            checkpoints.push(x.clone());
+            x = b.forward(&x, None, p)?.detach();
+        }
+        let leaf = Var::from_tensor(&x)?;
+        let out = self.outputs(leaf.as_tensor(), pooled)?;
+        Ok((
+            out,
+            RematTape {
+                images: images.clone(),
+                checkpoints,
+                leaf,
+                precision: p,
+            },
+        ))
+    }
+
+    /// Recomputes each block from its checkpoint, last to first, and adds the encoder's
+    /// parameter gradients to `grads` (which must come from the loss's backward pass).
+    pub fn backward_remat(&self, tape: &RematTape, grads: &mut GradStore) -> Result<()> {
+        let Some(mut g) = grads.remove(tape.leaf.as_tensor()) else {
+            return Ok(());
+        };
+        let p = tape.precision;
+        for (block, x) in self.blocks.blocks.iter().zip(&tape.checkpoints).rev() {
+            let xv = Var::from_tensor(x)?;
+            let out = block.forward(xv.as_tensor(), None, p)?;
+            // d/dθ Σ(out · g) is the vector-Jacobian product of this block.
+            let mut gs = (out * &g)?.sum_all()?.backward()?;
+            g = gs
+                .remove(xv.as_tensor())
+                .ok_or_else(|| candle_core::Error::Msg("remat: no gradient reached a block input".into()))?;
+            grads.extend(gs)?;
+        }
+        let x0 = self.embed(&tape.images, p)?;
+        grads.extend((x0 * &g)?.sum_all()?.backward()?)
+    }
+}
+
+/// What a recomputing forward pass keeps for its backward pass.
+pub struct RematTape {
+    images: Tensor,
+    /// Input of every block, detached.
+    checkpoints: Vec<Tensor>,
+    /// Output of the last block, the start of the loss graph.
+    leaf: Var,
+    precision: Precision,
+}
+
+impl RematTape {
+    /// Bytes the checkpoints hold.
+    pub fn bytes(&self) -> usize {
+        self.checkpoints
+            .iter()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
     }
 }
 

@@ -1,0 +1,112 @@
+//! `ovbench repro`: the paper's efficiency claims, one by one, with verdicts.
+
+use anyhow::Context;
+use ovbench_harness::{record, table, Record};
+use ovbench_train::device::{DTypeArg, DeviceArg};
+use ovbench_train::recipe::{Recipe, Remat};
+use ovbench_train::repro::{self, Preset, ReproConfig};
+use ovbench_train::step::Progress;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Schema version of the repro record body.
+pub const REPRO_SCHEMA_VERSION: u32 = 1;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Presets: small (Ti/16 standing in for L/14 at the same patch counts; a few \
+minutes on 2 CPU cores), l14-224 and so400m-384 (the paper's backbones; meant for a GPU).\n\
+Writes results/repro-<time>.json and .md unless --no-record.")]
+pub struct ReproArgs {
+    /// small, l14-224 or so400m-384
+    #[arg(long, default_value = "small")]
+    pub preset: Preset,
+    /// cpu or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Matmul precision: f32, bf16 or f16
+    #[arg(long, default_value = "f32")]
+    pub dtype: DTypeArg,
+    /// Per-device batch of the timed steps (memory is also measured at twice this)
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Measured steps per stage and recipe
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Warm-up steps per stage and recipe
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Image-encoder activation recomputation (the released recipe uses full)
+    #[arg(long, default_value = "full")]
+    pub remat: Remat,
+    /// Per-device memory cap for the fits/OOM claims and the max-batch search
+    #[arg(long, default_value = "32GB")]
+    pub mem_cap: String,
+    /// Confirm the predicted max batch with real steps only up to this batch
+    #[arg(long, default_value_t = 8)]
+    pub confirm_limit: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads for matrix products (0: all)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Folder for the JSON and markdown reports
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub no_record: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+struct Dots(bool);
+impl Progress for Dots {
+    fn recipe_started(&mut self, r: Recipe, total: usize) {
+        if !self.0 {
+            eprint!("{} ({total} steps) ", r.label());
+        }
+    }
+    fn step_done(&mut self, _: Recipe, step: usize, _: bool, _: f64, _: f64) {
+        if !self.0 {
+            eprint!(".");
+            let _ = step;
+        }
+    }
+}
+
+pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
+    let cap = table::parse_bytes(&args.mem_cap).map_err(|e| anyhow::anyhow!("--mem-cap: {e}"))?;
+    let cfg = ReproConfig {
+        device: args.device,
+        dtype: args.dtype,
+        seed: args.seed,
+        steps: args.steps,
+        warmup: args.warmup,
+        batch: args.batch,
+        remat: args.remat,
+        mem_cap_bytes: cap,
+        confirm_limit: args.confirm_limit,
+        threads: args.threads,
+        ..ReproConfig::new(args.preset)
+    };
+    if args.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
+    }
+    super::step::apply_threads(cfg.threads, cfg.ew_threads);
+    ovbench_harness::alloc::retain_freed_memory();
+    let report = repro::run(&cfg, &mut Dots(args.quiet))?;
+    if !args.quiet {
+        eprintln!();
+    }
+    let md = repro::to_markdown(&report);
+    println!("{md}");
+    if !args.no_record {
+        let json = record::default_path(&args.out, "repro");
+        Record::new("repro", REPRO_SCHEMA_VERSION, super::provenance(), &report)
+            .write(&json)
+            .context("writing the repro record")?;
+        let md_path = json.with_extension("md");
+        record::write_atomic(&md_path, md.as_bytes()).context("writing the markdown report")?;
+        println!("record: {}\nreport: {}", json.display(), md_path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

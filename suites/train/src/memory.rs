@@ -1,0 +1,112 @@
+//! A memory model fitted to exact allocator counts.
+//!
+//! Peak memory splits into persistent state (parameters and optimizer state, independent of
+//! the batch) and a transient part (activations, gradients, temporaries). The transient part is
+//! fitted as `a + b · batch` by least squares over two or more measured batches. Under data
+//! parallelism, as the released recipe trains, every device holds the whole persistent state
+//! and the transient memory of its own per-device batch, so the per-device peak at batch `n` is
+//! `persistent + a + b · n`.
+
+use serde::{Deserialize, Serialize};
+
+/// One measurement: peak live bytes (over the process baseline) at a batch.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct MemoryPoint {
+    pub batch: usize,
+    pub peak_bytes: u64,
+    pub persistent_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemoryModel {
+    pub persistent_bytes: f64,
+    /// Transient bytes at batch 0 (buffers that do not scale with the batch).
+    pub intercept_bytes: f64,
+    /// Transient bytes per sample.
+    pub per_sample_bytes: f64,
+    pub points: Vec<MemoryPoint>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MemoryModelError {
+    #[error("the memory model needs measurements at two or more distinct batch sizes (got {0})")]
+    TooFewBatches(usize),
+    #[error("persistent bytes differ between measurements ({0} vs {1}): not the same model")]
+    MixedModels(u64, u64),
+}
+
+impl MemoryModel {
+    pub fn fit(points: &[MemoryPoint]) -> Result<MemoryModel, MemoryModelError> {
+        let mut batches: Vec<usize> = points.iter().map(|p| p.batch).collect();
+        batches.sort();
+        batches.dedup();
+        if batches.len() < 2 {
+            return Err(MemoryModelError::TooFewBatches(batches.len()));
+        }
+        let persistent = points[0].persistent_bytes;
+        if let Some(p) = points.iter().find(|p| p.persistent_bytes != persistent) {
+            return Err(MemoryModelError::MixedModels(persistent, p.persistent_bytes));
+        }
+        let xs: Vec<f64> = points.iter().map(|p| p.batch as f64).collect();
+        let ys: Vec<f64> = points
+            .iter()
+            .map(|p| p.peak_bytes.saturating_sub(p.persistent_bytes) as f64)
+            .collect();
+        let n = xs.len() as f64;
+        let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+        let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+        let slope = sxy / sxx;
+        Ok(MemoryModel {
+            persistent_bytes: persistent as f64,
+            intercept_bytes: my - slope * mx,
+            per_sample_bytes: slope,
+            points: points.to_vec(),
+        })
+    }
+
+    /// Predicted per-device peak at a per-device batch.
+    pub fn predict(&self, batch: usize) -> f64 {
+        self.persistent_bytes + self.intercept_bytes + self.per_sample_bytes * batch as f64
+    }
+
+    /// Largest per-device batch whose predicted peak fits under `cap` bytes (0 if none).
+    pub fn max_batch_under(&self, cap: u64) -> usize {
+        let room = cap as f64 - self.persistent_bytes - self.intercept_bytes;
+        if room <= 0.0 || self.per_sample_bytes <= 0.0 {
+            return 0;
+        }
+        (room / self.per_sample_bytes).floor() as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(batch: usize, peak: u64) -> MemoryPoint {
+        MemoryPoint {
+            batch,
+            peak_bytes: peak,
+            persistent_bytes: 1000,
+        }
+    }
+
+    #[test]
+    fn fits_a_line_and_inverts_it() {
+        let m = MemoryModel::fit(&[pt(2, 1000 + 300 + 200), pt(4, 1000 + 300 + 400)]).unwrap();
+        assert!((m.per_sample_bytes - 100.0).abs() < 1e-9);
+        assert!((m.intercept_bytes - 300.0).abs() < 1e-9);
+        assert!((m.predict(10) - 2300.0).abs() < 1e-9);
+        assert_eq!(m.max_batch_under(2300), 10);
+        assert_eq!(m.max_batch_under(1200), 0);
+    }
+
+    #[test]
+    fn refuses_one_batch_or_mixed_models() {
+        assert_eq!(MemoryModel::fit(&[pt(2, 5), pt(2, 6)]), Err(MemoryModelError::TooFewBatches(1)));
+        let mut b = pt(4, 9);
+        b.persistent_bytes = 7;
+        assert!(matches!(MemoryModel::fit(&[pt(2, 5), b]), Err(MemoryModelError::MixedModels(..))));
+    }
+}
