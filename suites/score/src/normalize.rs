@@ -204,6 +204,13 @@ pub fn process_punctuation(
     period: PeriodRule,
     digits: Digits,
 ) -> String {
+    // Fast path: no punctuation mark at all (the common case for short answers).
+    if !in_text
+        .bytes()
+        .any(|b| b.is_ascii() && punct_index(b as char).is_some())
+    {
+        return strip_periods(in_text, period, digits);
+    }
     let cs: Vec<char> = in_text.chars().collect();
     let comma_fires = match comma {
         // `(?<=\d)(\,)+(?=\d)`: a digit, one or more commas, a digit.
@@ -321,11 +328,17 @@ pub fn process_digit_article(in_text: &str) -> String {
 pub fn evalai(s: &str) -> String {
     let mut t = lower(s);
     t.retain(|c| c != ',' && c != '?');
-    let t = t.replace("'s", " 's");
-    let t = py::strip(&t).replace(['\n', '\t'], " ");
+    if t.contains("'s") {
+        t = t.replace("'s", " 's");
+    }
     let t = py::strip(&t);
+    let t = if t.contains(['\n', '\t']) {
+        py::strip(&t.replace(['\n', '\t'], " ")).to_string()
+    } else {
+        t.to_string()
+    };
     let t = process_punctuation(
-        t,
+        &t,
         CommaRule::EvalAi,
         PeriodRule::NotBeforeDigit,
         Digits::Unicode,

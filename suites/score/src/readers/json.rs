@@ -48,6 +48,59 @@ fn items_with_lines<'a>(
         .collect()
 }
 
+/// The fields a prediction line can use; others (a sample log's `doc`, `arguments`, ...)
+/// are skipped without being decoded into values.
+const PRED_FIELDS: &[&str] = &[
+    "question_id",
+    "prediction",
+    "doc_id",
+    "filtered_resps",
+    "text",
+    "prompt",
+];
+
+/// Parses one JSON value, keeping only `keys` of an object (other values are returned whole).
+fn only_fields(json: &str, keys: &[&str]) -> Result<Value, serde_json::Error> {
+    let map: Result<std::collections::HashMap<&str, &RawValue>, _> = serde_json::from_str(json);
+    match map {
+        Ok(m) => {
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                if let Some(r) = m.get(k) {
+                    out.insert((*k).to_string(), serde_json::from_str(r.get())?);
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        // Not an object (or has escaped keys): decode it fully and let the caller judge it.
+        Err(_) => serde_json::from_str(json),
+    }
+}
+
+/// Like `items_with_lines`, keeping only `keys` of each item.
+fn items_with_lines_only<'a>(
+    path: &Path,
+    text: &'a str,
+    raw: &[&'a RawValue],
+    keys: &[&str],
+) -> Result<Vec<(usize, Value)>, ScoreError> {
+    let (mut at, mut line) = (0usize, 1usize);
+    raw.iter()
+        .map(|r| {
+            let offset = r.get().as_ptr() as usize - text.as_ptr() as usize;
+            line += text.as_bytes()[at..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            at = offset;
+            let v = only_fields(r.get(), keys).map_err(|e| {
+                ScoreError::input(Loc::line(path, line), format!("malformed item: {e}"))
+            })?;
+            Ok((line, v))
+        })
+        .collect()
+}
+
 fn id_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -142,7 +195,9 @@ pub fn read_textvqa_json(path: &Path) -> Result<Annotations, ScoreError> {
         )
     })?;
     let mut items = Vec::with_capacity(raw.len());
-    for (line, v) in items_with_lines(path, &text, &raw)? {
+    for (line, v) in
+        items_with_lines_only(path, &text, &raw, &["question_id", "question", "answers"])?
+    {
         let loc = Loc::line(path, line);
         let id = v.get("question_id").and_then(id_text).ok_or_else(|| {
             ScoreError::input(
@@ -347,7 +402,7 @@ pub fn read_predictions_jsonl(path: &Path) -> Result<Predictions, ScoreError> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line)
+        let v = only_fields(line, PRED_FIELDS)
             .map_err(|e| ScoreError::input(loc.clone(), format!("malformed JSON line: {e}")))?;
         if !v.is_object() {
             return Err(ScoreError::input(
