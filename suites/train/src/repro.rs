@@ -61,10 +61,16 @@ impl Preset {
         match self {
             // Same patch grid as L/14 at that stage: 84/14 = 6 -> 6·16 = 96 px.
             Preset::Small => ("Ti/16".parse().expect("valid"), (stage_res as usize / 14) * 16),
-            Preset::L14_224 => ("L/14".parse().expect("valid"), stage_res as usize),
-            Preset::So400m384 => ("So400m/14".parse().expect("valid"), stage_res as usize),
+            Preset::L14_224 => ("L/14".parse().expect("valid"), patch_grid(stage_res)),
+            Preset::So400m384 => ("So400m/14".parse().expect("valid"), patch_grid(stage_res)),
         }
     }
+}
+
+/// The pixels a stride-14 patch embedding with VALID padding actually sees: 384 px gives a
+/// 27 × 27 grid (378 px), as SoViT-400M/14 at 384 px runs in the released models.
+fn patch_grid(res: u32) -> usize {
+    (res as usize / 14) * 14
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -194,8 +200,8 @@ fn model_for(backbone: &str) -> ModelName {
 pub fn flop_checks() -> Vec<FlopCheck> {
     let mut out = Vec::new();
     for (backbone, res) in [("L/14", 224u32), ("SoViT-400M/14", 384)] {
-        let cfg = ModelConfig::new(model_for(backbone), res as usize, 0.35, PrefixAttention::Causal)
-            .expect("paper settings are valid");
+        let cfg = ModelConfig::new(model_for(backbone), patch_grid(res), 0.35, PrefixAttention::Causal)
+            .expect("paper settings on the patch grid are valid");
         for recipe in [Recipe::Ov1, Recipe::Ov2] {
             out.push(FlopCheck {
                 backbone: backbone.into(),
@@ -527,5 +533,37 @@ mod tests {
             let rel = c.gflops_table3_convention / p - 1.0;
             assert!(rel.abs() < 0.02, "{b} {r:?}: {} vs {p} ({:+.2} %)", c.gflops_table3_convention, 100.0 * rel);
         }
+    }
+}
+
+#[cfg(test)]
+mod projection_tests {
+    use super::*;
+
+    fn stage(samples: u64, ov1: f64, ov2: f64) -> StageMeasurement {
+        StageMeasurement {
+            stage: 1,
+            paper_resolution: 84,
+            measured_model: "Ti/16".parse().unwrap(),
+            measured_resolution: 96,
+            samples,
+            paper_global_batch: 32768,
+            measured_batch: 2,
+            keep_ratio: 0.35,
+            ov1_seconds_per_image: vec![ov1 * 0.99, ov1, ov1 * 1.01],
+            ov2_seconds_per_image: vec![ov2 * 0.99, ov2, ov2 * 1.01],
+            caveats: vec![],
+        }
+    }
+
+    /// Hours are samples-weighted per-image times; the ratio's interval holds the point.
+    #[test]
+    fn projection_weights_stages_by_samples() {
+        let p = project(&[stage(3600, 1.0, 0.5), stage(7200, 2.0, 1.0)], 4, 0);
+        assert!((p.ov1_device_hours - (3600.0 + 14400.0) / 3600.0).abs() < 1e-9);
+        assert!((p.ov2_hours_on_chips - p.ov2_device_hours / 4.0).abs() < 1e-12);
+        assert!((p.ratio - 0.5).abs() < 1e-12);
+        assert!(p.ratio_ci95[0] <= 0.5 && p.ratio_ci95[1] >= 0.5);
+        assert!(p.ratio_ci95[1] - p.ratio_ci95[0] < 0.05);
     }
 }
