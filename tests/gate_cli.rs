@@ -471,3 +471,80 @@ fn check_names_each_problem_and_exits_1() {
     let o = ovbench(&["check", s(&d.path().join("missing"))]);
     assert_eq!(code(&o), 2, "{}", text(&o));
 }
+
+/// Real score records from `ovbench score`: a worse prediction file is a regression of the
+/// toolkit score; the same predictions pass.
+#[test]
+fn score_records_are_gated_exactly() {
+    let d = tempfile::tempdir().unwrap();
+    let items: Vec<Value> = [(1, "cat"), (2, "10"), (3, "new york")]
+        .iter()
+        .map(|(i, a)| json!({"question_id": i, "question": "q", "answers": vec![*a; 10]}))
+        .collect();
+    let ann = write(
+        d.path(),
+        "TextVQA_0.5.1_val.json",
+        &json!({"dataset_name": "textvqa", "data": items}),
+    );
+    let preds = |name: &str, third: &str| {
+        let body: String = [(1, "cat"), (2, "ten"), (3, third)]
+            .iter()
+            .map(|(i, p)| json!({"question_id": i, "prediction": p}).to_string() + "\n")
+            .collect();
+        let p = d.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let score = |pred: &Path, out: &str| -> PathBuf {
+        let dir = d.path().join(out);
+        let o = ovbench(&[
+            "score",
+            "--task",
+            "textvqa",
+            "--annotations",
+            s(&ann),
+            "--predictions",
+            s(pred),
+            "--out",
+            s(&dir),
+        ]);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .expect("a score record")
+    };
+    let good = score(&preds("good.jsonl", "new york"), "good");
+    let worse = score(&preds("worse.jsonl", "boston"), "worse");
+    let again = score(&preds("again.jsonl", "new york"), "again");
+    let big = d.path().join("big.json");
+    let o = ovbench(&[
+        "gate",
+        "--baseline",
+        s(&good),
+        "--current",
+        s(&again),
+        "--gab-bigger",
+        s(&big),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let entries = assert_gab_schema(&big);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["name"] == "textvqa lmms-eval - score/report/toolkit/value"),
+        "{entries:?}"
+    );
+    let o = ovbench(&["gate", "--baseline", s(&good), "--current", s(&worse)]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        text(&o).contains("score/report/toolkit/value") && text(&o).contains("REGRESSION"),
+        "{}",
+        text(&o)
+    );
+    // A step record is not comparable with a score record.
+    let st = write(d.path(), "step.json", &step_record(8, "f32", 1.0, "CPU A"));
+    let o = ovbench(&["gate", "--baseline", s(&good), "--current", s(&st)]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}

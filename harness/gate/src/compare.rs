@@ -136,7 +136,7 @@ pub fn compare(views: &[StepView], opts: &CompareOptions) -> CompareTable {
             if v.is_empty() {
                 DASH.into()
             } else {
-                format!("{}FLOP/s", si(stats::median(&v)))
+                format!("{} FLOP/s", si(stats::median(&v)))
             }
         });
         let hours = |c: &Cell| -> Option<f64> {

@@ -121,9 +121,9 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 impl GateConfig {
     pub fn load(path: &Path) -> Result<Self, GateError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GateError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| GateError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::parse(&text, &path.display().to_string())
     }

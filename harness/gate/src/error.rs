@@ -21,15 +21,15 @@ impl fmt::Display for KeyDiff {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path} is not valid JSON: {source}")]
+    #[error("{path} is not valid JSON: {cause}")]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A record that parses but lacks or mistypes a field the extraction needs.
     #[error("{path}: {message}")]

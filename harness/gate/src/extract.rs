@@ -378,12 +378,16 @@ impl Extractor for ScoreExtractor {
     }
 
     fn workload_label(&self, rec: &LoadedRecord) -> String {
+        // Task and toolkit label only: chart names must not change with a scorer version.
         let keys = self.config_keys(rec).unwrap_or_default();
-        let s: Vec<&str> = keys.values().map(String::as_str).collect();
-        if s.is_empty() {
+        let parts: Vec<&str> = ["task", "compat"]
+            .iter()
+            .filter_map(|k| keys.get(*k).map(String::as_str))
+            .collect();
+        if parts.is_empty() {
             "score".into()
         } else {
-            s.join(" ")
+            parts.join(" ")
         }
     }
 }
@@ -488,5 +492,6 @@ mod tests {
         );
         assert_eq!(ms[1].direction, Direction::BiggerIsBetter);
         assert_eq!(e.config_keys(&r).unwrap()["task"], "textvqa");
+        assert_eq!(e.workload_label(&r), "textvqa");
     }
 }

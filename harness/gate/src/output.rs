@@ -13,6 +13,7 @@ pub fn fmt_value(v: f64, unit: &str) -> String {
         "s" => table::seconds(v),
         "bytes" if v >= 0.0 && v.fract() == 0.0 => table::bytes(v as u64),
         "FLOP" | "FLOP/s" => format!("{} {unit}", si(v)),
+        "images/s" if v < 10.0 => format!("{v:.2}"),
         "images/s" => format!("{v:.1}"),
         _ if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
         _ => format!("{v:.6}")

@@ -32,13 +32,13 @@ pub fn parse_schema(s: &str) -> Option<(String, u32)> {
 
 impl LoadedRecord {
     pub fn load(path: &Path) -> Result<Self, GateError> {
-        let bytes = std::fs::read(path).map_err(|source| GateError::Read {
+        let bytes = std::fs::read(path).map_err(|cause| GateError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|source| GateError::Parse {
+        let value: Value = serde_json::from_slice(&bytes).map_err(|cause| GateError::Parse {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::from_value(path, value)
     }

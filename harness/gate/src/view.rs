@@ -209,9 +209,9 @@ impl StepView {
 pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, GateError> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|source| GateError::Read {
+        let meta = std::fs::metadata(p).map_err(|cause| GateError::Read {
             path: p.clone(),
-            source,
+            cause,
         })?;
         if meta.is_dir() {
             walk_json(p, &mut out)?;
@@ -223,9 +223,9 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, GateError> {
 }
 
 fn walk_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), GateError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| GateError::Read {
+    let rd = std::fs::read_dir(dir).map_err(|cause| GateError::Read {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();

@@ -330,9 +330,9 @@ fn render<C: Chart>(c: &C, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotE
     }
     // Backends report some write failures only on drop; make sure both files exist.
     for p in [&svg, &png] {
-        std::fs::metadata(p).map_err(|source| PlotError::Io {
+        std::fs::metadata(p).map_err(|cause| PlotError::Io {
             path: p.clone(),
-            source,
+            cause,
         })?;
     }
     Ok(vec![svg, png])
@@ -509,7 +509,10 @@ fn published(all: &[Claim], metric: &str) -> PublishedRatios {
 
 fn ratio_chart(views: &[StepView]) -> Result<Option<BarChart>, PlotError> {
     let cats = [
-        ("step time", metric::SCHEDULE_TIME_RATIO_OV2_OV1),
+        (
+            "time (measured: step; paper: schedule)",
+            metric::SCHEDULE_TIME_RATIO_OV2_OV1,
+        ),
         ("peak memory", metric::PEAK_MEMORY_RATIO_OV2_OV1),
         (
             "forward FLOPs / image",
@@ -674,9 +677,9 @@ pub fn report(views: &[StepView], out: &Path, opts: &ReportOptions) -> Result<Re
         return Err(PlotError::NoRecords);
     }
     ensure_registered().map_err(PlotError::Font)?;
-    std::fs::create_dir_all(out).map_err(|source| PlotError::Io {
+    std::fs::create_dir_all(out).map_err(|cause| PlotError::Io {
         path: out.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut files = Vec::new();
     let mut notes = Vec::new();
@@ -740,9 +743,9 @@ pub fn report(views: &[StepView], out: &Path, opts: &ReportOptions) -> Result<Re
         index.push_str(&format!("\n- {n}"));
     }
     let idx = out.join("index.md");
-    std::fs::write(&idx, index).map_err(|source| PlotError::Io {
+    std::fs::write(&idx, index).map_err(|cause| PlotError::Io {
         path: idx.clone(),
-        source,
+        cause,
     })?;
     files.push(idx);
     Ok(Report { files, notes })

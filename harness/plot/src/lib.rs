@@ -18,10 +18,10 @@ pub use charts::{report, Report, ReportOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}: {cause}")]
     Io {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("drawing {path}: {message}")]
     Draw {
