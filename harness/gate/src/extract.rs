@@ -23,7 +23,7 @@ pub trait Extractor: Sync {
 
 /// Every known extractor.
 pub fn extractors() -> &'static [&'static dyn Extractor] {
-    &[&StepExtractor, &ScoreExtractor]
+    &[&StepExtractor, &ScoreExtractor, &ReproExtractor]
 }
 
 /// The extractor for `rec`'s schema, or an error listing the known schemas.
@@ -392,6 +392,116 @@ impl Extractor for ScoreExtractor {
     }
 }
 
+/// `ovbench.repro/1`: the analytic FLOPs per image of each (backbone, resolution, recipe)
+/// and the measured allocator peaks behind the memory model, all deterministic. The
+/// projection's hours are derived from timings and are not gated here.
+pub struct ReproExtractor;
+
+impl Extractor for ReproExtractor {
+    fn kind(&self) -> &'static str {
+        "repro"
+    }
+
+    fn versions(&self) -> &'static [u32] {
+        &[1]
+    }
+
+    fn config_keys(&self, rec: &LoadedRecord) -> Result<BTreeMap<String, String>, GateError> {
+        let mut keys = BTreeMap::new();
+        for k in ["preset", "dtype", "batch", "remat", "device"] {
+            if let Some(v) = rec.at(&format!("config/{k}")) {
+                let s = if k == "device" {
+                    device_kind(v)
+                } else {
+                    display_value(v)
+                };
+                keys.insert(k.to_string(), s);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn metrics(&self, rec: &LoadedRecord) -> Result<Vec<Metric>, GateError> {
+        let mut out = Vec::new();
+        if let Some(Value::Array(flops)) = rec.at("flops") {
+            for (i, f) in flops.iter().enumerate() {
+                let name = |k: &str| f.get(k).map(display_value).unwrap_or_else(|| "?".into());
+                let id = format!(
+                    "{}@{}/{}",
+                    name("backbone"),
+                    name("resolution"),
+                    name("recipe")
+                );
+                for field in ["gflops_table3_convention", "gflops_executed"] {
+                    if let Some(v) =
+                        num(rec, f, field).map_err(|e| relabel_at(e, &format!("flops[{i}]")))?
+                    {
+                        out.push(Metric::deterministic(
+                            format!("flops/{id}/{field}"),
+                            "GFLOP",
+                            Direction::SmallerIsBetter,
+                            v,
+                        ));
+                    }
+                }
+            }
+        }
+        for recipe in ["ov1", "ov2"] {
+            if let Some(Value::Array(points)) = rec.at(&format!("memory/{recipe}/points")) {
+                for p in points {
+                    if let (Some(b), Some(v)) = (
+                        p.get("batch").and_then(Value::as_u64),
+                        p.get("peak_bytes").and_then(Value::as_f64),
+                    ) {
+                        out.push(Metric::deterministic(
+                            format!("memory/{recipe}/peak_bytes_at_batch_{b}"),
+                            "bytes",
+                            Direction::SmallerIsBetter,
+                            v,
+                        ));
+                    }
+                }
+            }
+            if let Some(v) = rec
+                .at(&format!("memory/{recipe}_max_batch_under_cap"))
+                .and_then(Value::as_f64)
+            {
+                out.push(Metric::deterministic(
+                    format!("memory/{recipe}/max_batch_under_cap"),
+                    "images",
+                    Direction::BiggerIsBetter,
+                    v,
+                ));
+            }
+        }
+        if out.is_empty() {
+            return Err(rec.field_error(
+                "flops",
+                "a repro record with no FLOP or memory figure to gate",
+            ));
+        }
+        Ok(out)
+    }
+
+    fn workload_label(&self, rec: &LoadedRecord) -> String {
+        let preset = rec
+            .at("config/preset")
+            .map(display_value)
+            .unwrap_or_else(|| "?".into());
+        format!("repro {preset}")
+    }
+}
+
+fn relabel_at(e: GateError, prefix: &str) -> GateError {
+    match e {
+        GateError::Invalid { path, message } => GateError::Invalid {
+            path,
+            message: message.replacen("field `", &format!("field `{prefix}."), 1),
+        },
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,13 +573,44 @@ mod tests {
 
     #[test]
     fn unknown_schema_lists_known() {
-        let r = LoadedRecord::from_value(Path::new("r.json"), json!({"schema": "ovbench.repro/1"}))
+        let r = LoadedRecord::from_value(Path::new("r.json"), json!({"schema": "ovbench.repro/2"}))
             .unwrap();
         let err = extractor_for(&r).err().unwrap().to_string();
         assert!(
-            err.contains("ovbench.step/1") && err.contains("ovbench.repro/1"),
+            err.contains("ovbench.step/1")
+                && err.contains("ovbench.repro/1")
+                && err.contains("'ovbench.repro/2'"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn repro_figures_are_deterministic_metrics() {
+        let r = LoadedRecord::from_value(
+            Path::new("repro.json"),
+            json!({"schema": "ovbench.repro/1",
+                   "config": {"preset": "small", "dtype": "f32", "batch": 2, "remat": "full", "device": {"kind": "cpu"}},
+                   "flops": [{"backbone": "L/14", "resolution": 224, "recipe": "ov2", "gflops_table3_convention": 206.8}],
+                   "memory": {"ov1": {"points": [{"batch": 2, "peak_bytes": 100}, {"batch": 4, "peak_bytes": 180}]},
+                              "ov1_max_batch_under_cap": 40}}),
+        )
+        .unwrap();
+        let e = extractor_for(&r).unwrap();
+        let names: Vec<String> = e.metrics(&r).unwrap().into_iter().map(|m| m.name).collect();
+        assert_eq!(
+            names,
+            [
+                "flops/L/14@224/ov2/gflops_table3_convention",
+                "memory/ov1/peak_bytes_at_batch_2",
+                "memory/ov1/peak_bytes_at_batch_4",
+                "memory/ov1/max_batch_under_cap"
+            ]
+        );
+        assert_eq!(e.config_keys(&r).unwrap()["device"], "cpu");
+        let mut bad = r.clone();
+        bad.value["flops"][0]["gflops_executed"] = json!("lots");
+        let err = e.metrics(&bad).unwrap_err().to_string();
+        assert!(err.contains("flops[0].gflops_executed"), "{err}");
     }
 
     #[test]
