@@ -56,6 +56,25 @@ fn cuda_without_the_feature_is_a_one_line_error() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+/// The CUDA build on a machine without a driver: still one line, and no record.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_without_a_driver_is_a_one_line_error() {
+    if matches!(
+        ovbench_harness::gpu::snapshot(0),
+        ovbench_harness::gpu::GpuState::Available(_)
+    ) {
+        return; // a driver is present: this case cannot be observed here
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = ovbench(&["--device", "cuda:0"], dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no usable NVIDIA driver"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn a_tiny_run_writes_a_complete_record() {
     let dir = tempfile::tempdir().unwrap();

@@ -56,6 +56,12 @@ pub struct StepArgs {
     /// workers, which costs more than it saves on small shared machines, hence 1
     #[arg(long, default_value_t = 1)]
     pub ew_threads: usize,
+    /// GPU memory cap, e.g. 32GiB: a recipe whose allocator peak exceeds it is recorded as oom
+    #[arg(long, value_parser = ovbench_train::gpu_memory::parse_bytes)]
+    pub mem_cap: Option<u64>,
+    /// Interval of the NVML memory sampler on GPU runs, in milliseconds
+    #[arg(long, default_value_t = 1.0)]
+    pub nvml_interval_ms: f64,
     /// Let glibc return freed memory to the kernel after every free (slower; the default
     /// keeps it for reuse across steps, as a long training run would)
     #[arg(long)]
@@ -134,6 +140,13 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
     if cfg.ew_threads > 0 {
         std::env::set_var("CANDLE_NUM_THREADS", cfg.ew_threads.to_string());
     }
+    if !(args.nvml_interval_ms > 0.0 && args.nvml_interval_ms.is_finite()) {
+        anyhow::bail!("--nvml-interval-ms must be a positive number");
+    }
+    ovbench_train::gpu_memory::set_mem_cap(args.mem_cap);
+    ovbench_train::gpu_memory::set_sample_interval(std::time::Duration::from_secs_f64(
+        args.nvml_interval_ms / 1e3,
+    ));
     if !args.no_malloc_retain {
         ovbench_harness::alloc::retain_freed_memory();
     }
@@ -285,7 +298,46 @@ pub fn render(rec: &StepRecord) -> String {
         },
         "".into(),
     );
+    if rec.runs.iter().any(|r| r.gpu.is_some()) {
+        let opt = |b: Option<u64>| b.map(bytes).unwrap_or_else(|| "n/a".into());
+        let mut row = |name: &str, f: &dyn Fn(&ovbench_train::gpu_memory::GpuMemory) -> String| {
+            let c = |r: Option<&RecipeRun>| {
+                r.and_then(|r| r.gpu.as_ref())
+                    .map(f)
+                    .unwrap_or_else(|| "-".into())
+            };
+            rows.push(vec![name.to_string(), c(v1), c(v2), String::new()]);
+        };
+        row("GPU: allocator peak (candle, pool used)", &|g| {
+            opt(g.allocator.used_peak_bytes)
+        });
+        row("GPU: pool reserved peak", &|g| {
+            opt(g.allocator.reserved_peak_bytes)
+        });
+        row("GPU: NVML sampled device peak", &|g| {
+            opt(g.nvml_sampled.device_used_peak_bytes)
+        });
+        row("GPU: NVML sampled process peak", &|g| {
+            opt(g.nvml_sampled.process_used_peak_bytes)
+        });
+        row("GPU: NVML accounting peak", &|g| {
+            opt(g.nvml_accounting_peak.peak_bytes)
+        });
+        row("GPU: context baseline", &|g| opt(g.context_baseline_bytes));
+        row("GPU: NVML samples", &|g| {
+            format!("{}", g.nvml_sampled.samples)
+        });
+    }
     out.push_str(&table::render(rows));
+    for f in &rec.failed {
+        out.push_str(&format!(
+            "\n{} at batch {}: {} ({})",
+            f.recipe.label(),
+            f.batch,
+            f.status,
+            f.error
+        ));
+    }
     for r in &rec.runs {
         for n in &r.notes {
             out.push_str(&format!("\nnote ({}): {n}", r.label));

@@ -6,6 +6,7 @@
 pub mod alloc;
 pub mod clock;
 pub mod gpu;
+pub mod nvml_sampler;
 pub mod probe;
 pub mod provenance;
 pub mod record;

@@ -7,10 +7,13 @@ pub mod data;
 pub mod decoder;
 pub mod device;
 pub mod flops;
+pub mod gpu_memory;
 pub mod layers;
 pub mod loss;
 pub mod macs;
 pub mod optim;
+#[cfg(feature = "cuda")]
+mod optim_cuda;
 pub mod params;
 pub mod recipe;
 pub mod step;

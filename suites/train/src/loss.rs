@@ -26,8 +26,11 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 pub fn info_nce(img: &Tensor, txt: &Tensor, log_temp: &Tensor) -> Result<Tensor> {
     let n = img.dim(0)?;
     crate::macs::record(n * n * img.dim(1)?);
+    // Both towers' embeddings in the image side's dtype (f32 master): under mixed precision the
+    // text projection comes out in the compute dtype.
+    let txt = txt.to_dtype(img.dtype())?;
     let logits = l2_normalize(img)?
-        .matmul(&l2_normalize(txt)?.t()?)?
+        .matmul(&l2_normalize(&txt)?.t()?)?
         .broadcast_mul(&log_temp.exp()?)?;
     let labels = Tensor::arange(0u32, n as u32, img.device())?;
     let i2t = candle_nn::loss::cross_entropy(&logits, &labels)?;

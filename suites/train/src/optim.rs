@@ -155,6 +155,16 @@ impl candle_core::InplaceOp2 for Moment {
         }
         Ok(())
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        crate::optim_cuda::moment(s1, l1, s2, l2, self.beta, 1.0 - self.beta, self.square)
+    }
 }
 
 /// p <- p - lr (m̂ / (sqrt(v̂) + eps) + wd p).
@@ -187,6 +197,19 @@ impl candle_core::InplaceOp3 for Apply {
             *p -= self.lr * (upd + self.wd * *p);
         }
         Ok(())
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        let h = [self.lr, self.bc1, self.bc2, self.eps, self.wd];
+        crate::optim_cuda::apply(s1, l1, s2, l2, s3, l3, h)
     }
 }
 

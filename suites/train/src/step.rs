@@ -152,8 +152,21 @@ pub struct RecipeRun {
     pub samples: Vec<StepSample>,
     pub summary: RunSummary,
     pub memory: HostMemory,
+    /// GPU memory views and device facts (CUDA runs only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gpu: Option<crate::gpu_memory::GpuMemory>,
     /// Pairings that are not documented, and other caveats.
     pub notes: Vec<String>,
+}
+
+/// A recipe that did not complete: `status` is "oom" when a device allocation failed or the
+/// allocator peak exceeded `--mem-cap`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedRun {
+    pub recipe: Recipe,
+    pub batch: usize,
+    pub status: String,
+    pub error: String,
 }
 
 /// OpenVision 2 / OpenVision ratios with 95 % bootstrap intervals where samples exist.
@@ -178,6 +191,9 @@ pub struct StepRecord {
     pub order: Vec<Recipe>,
     /// Process settings that change timings.
     pub runtime: Runtime,
+    /// Recipes recorded as out of memory instead of failing the run.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub failed: Vec<FailedRun>,
 }
 
 /// How the process ran: thread counts actually used and allocator behaviour.
@@ -241,9 +257,27 @@ impl clock::Sync for DeviceSync<'_> {
 pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, StepError> {
     let model_cfg = cfg.validate().map_err(StepError::Config)?;
     let device = cfg.device.open().map_err(StepError::Device)?;
+    crate::gpu_memory::note_context_baseline(&device);
     let mut runs = Vec::new();
+    let mut failed = Vec::new();
     for &recipe in &cfg.recipes {
-        runs.push(run_recipe(cfg, &model_cfg, recipe, &device, progress)?);
+        let oom = |error: String| FailedRun {
+            recipe,
+            batch: cfg.batch,
+            status: "oom".into(),
+            // The first line: candle appends a backtrace to device errors.
+            error: error.lines().next().unwrap_or_default().to_string(),
+        };
+        match run_recipe(cfg, &model_cfg, recipe, &device, progress) {
+            Ok(run) => match crate::gpu_memory::over_cap(run.gpu.as_ref()) {
+                Some(msg) => failed.push(oom(msg)),
+                None => runs.push(run),
+            },
+            Err(e) if device.is_cuda() && crate::gpu_memory::is_oom_message(&e.to_string()) => {
+                failed.push(oom(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        }
     }
     let ratios = ratios(&runs, cfg.seed);
     Ok(StepRecord {
@@ -252,6 +286,7 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
         order: cfg.recipes.clone(),
         runs,
         ratios_ov2_over_ov1: ratios,
+        failed,
         runtime: Runtime {
             threads: candle_core::utils::get_num_threads(),
             ew_threads: std::env::var("CANDLE_NUM_THREADS")
@@ -289,6 +324,7 @@ fn run_recipe(
     let baseline = alloc::snapshot().current_bytes;
     alloc::reset_peak();
     let rss_reset = probe::reset_rss_peak();
+    let gpu_probe = crate::gpu_memory::GpuProbe::start(device);
 
     let built = build(recipe, mcfg, cfg.seed, device).map_err(ce)?;
     let params = &built.params;
@@ -366,6 +402,7 @@ fn run_recipe(
         }
     }
     let snap = alloc::snapshot();
+    let gpu = gpu_probe.map(crate::gpu_memory::GpuProbe::finish);
     let params_bytes = params.bytes() as u64;
     let optimizer_bytes = opt.state_bytes() as u64;
     let peak_over = snap.peak_bytes.saturating_sub(baseline);
@@ -425,6 +462,7 @@ fn run_recipe(
         samples,
         summary,
         memory,
+        gpu,
         notes,
     })
 }
