@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Time one training step of each recipe (default: a small preset that runs in about a minute)
     Step(cmd::step::StepArgs),
+    /// Check the paper's efficiency claims one by one: published, measured, verdict
+    Repro(cmd::repro::ReproArgs),
     /// Score TextVQA / ChartQA / OCRBench predictions exactly as the reference toolkits do
     Score(cmd::score::ScoreArgs),
     /// Gate a record against a baseline: exit 0 no regression, 1 regression, 2 unusable input
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Step(a) => cmd::step::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Repro(a) => cmd::repro::run(a),
         Command::Gate(a) => cmd::gate::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Report(a) => cmd::report::run(a),

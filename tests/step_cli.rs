@@ -21,7 +21,7 @@ fn bad_arguments_give_one_line_errors_and_no_record() {
         (&["--model", "L/14", "--res", "100"], "patch size 14"),
         (&["--keep", "0"], "keep ratio"),
         (&["--keep", "1.5"], "keep ratio"),
-        (&["--keep", "-0.2"], "keep ratio"),
+        (&["--keep=-0.2"], "keep ratio"),
         (&["--device", "tpu"], "unknown device"),
         (&["--dtype", "f8"], "unknown dtype"),
         (&["--steps", "0"], "steps"),

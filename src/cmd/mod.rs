@@ -4,6 +4,7 @@ pub mod check;
 pub mod compare;
 pub mod gate;
 pub mod report;
+pub mod repro;
 pub mod score;
 pub mod step;
 

@@ -13,9 +13,11 @@ use std::process::ExitCode;
 pub const REPRO_SCHEMA_VERSION: u32 = 1;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Presets: small (Ti/16 standing in for L/14 at the same patch counts; a few \
+#[command(
+    after_help = "Presets: small (Ti/16 standing in for L/14 at the same patch counts; a few \
 minutes on 2 CPU cores), l14-224 and so400m-384 (the paper's backbones; meant for a GPU).\n\
-Writes results/repro-<time>.json and .md unless --no-record.")]
+Writes results/repro-<time>.json and .md unless --no-record."
+)]
 pub struct ReproArgs {
     /// small, l14-224 or so400m-384
     #[arg(long, default_value = "small")]

@@ -46,6 +46,9 @@ pub struct StepArgs {
     /// cpu or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Image-encoder activation recomputation: none, or full (as the released recipe)
+    #[arg(long, default_value = "none")]
+    pub remat: ovbench_train::recipe::Remat,
     /// OpenVision 2 image-prefix attention: causal (released code) or prefix (bidirectional)
     #[arg(long, default_value = "causal")]
     pub attention: PrefixAttention,
@@ -98,6 +101,7 @@ impl StepArgs {
             device: self.device,
             threads: self.threads,
             ew_threads: self.ew_threads,
+            remat: self.remat,
             ..StepConfig::small()
         }
     }
@@ -129,17 +133,21 @@ impl Progress for Lines {
     }
 }
 
+/// Sets the thread counts candle reads when its kernels first run (nothing has run yet).
+pub fn apply_threads(threads: usize, ew_threads: usize) {
+    if threads > 0 {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    if ew_threads > 0 {
+        std::env::set_var("CANDLE_NUM_THREADS", ew_threads.to_string());
+    }
+}
+
 pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
     let cfg = args.config();
     // Validate before any work so that bad arguments never leave a record behind.
     cfg.validate().map_err(anyhow::Error::msg)?;
-    // Read by candle's kernels when they first run; nothing has run yet.
-    if cfg.threads > 0 {
-        std::env::set_var("RAYON_NUM_THREADS", cfg.threads.to_string());
-    }
-    if cfg.ew_threads > 0 {
-        std::env::set_var("CANDLE_NUM_THREADS", cfg.ew_threads.to_string());
-    }
+    apply_threads(cfg.threads, cfg.ew_threads);
     if !(args.nvml_interval_ms > 0.0 && args.nvml_interval_ms.is_finite()) {
         anyhow::bail!("--nvml-interval-ms must be a positive number");
     }

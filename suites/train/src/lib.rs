@@ -11,11 +11,13 @@ pub mod gpu_memory;
 pub mod layers;
 pub mod loss;
 pub mod macs;
+pub mod memory;
 pub mod optim;
 #[cfg(feature = "cuda")]
 mod optim_cuda;
 pub mod params;
 pub mod recipe;
+pub mod repro;
 pub mod step;
 pub mod text_encoder;
 pub mod vit;

@@ -45,7 +45,10 @@ impl MemoryModel {
         }
         let persistent = points[0].persistent_bytes;
         if let Some(p) = points.iter().find(|p| p.persistent_bytes != persistent) {
-            return Err(MemoryModelError::MixedModels(persistent, p.persistent_bytes));
+            return Err(MemoryModelError::MixedModels(
+                persistent,
+                p.persistent_bytes,
+            ));
         }
         let xs: Vec<f64> = points.iter().map(|p| p.batch as f64).collect();
         let ys: Vec<f64> = points
@@ -104,9 +107,15 @@ mod tests {
 
     #[test]
     fn refuses_one_batch_or_mixed_models() {
-        assert_eq!(MemoryModel::fit(&[pt(2, 5), pt(2, 6)]), Err(MemoryModelError::TooFewBatches(1)));
+        assert_eq!(
+            MemoryModel::fit(&[pt(2, 5), pt(2, 6)]),
+            Err(MemoryModelError::TooFewBatches(1))
+        );
         let mut b = pt(4, 9);
         b.persistent_bytes = 7;
-        assert!(matches!(MemoryModel::fit(&[pt(2, 5), b]), Err(MemoryModelError::MixedModels(..))));
+        assert!(matches!(
+            MemoryModel::fit(&[pt(2, 5), b]),
+            Err(MemoryModelError::MixedModels(..))
+        ));
     }
 }

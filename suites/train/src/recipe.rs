@@ -172,7 +172,13 @@ pub fn build_with(recipe: Recipe, cfg: &ModelConfig, mut ps: ParamStore) -> Resu
 }
 
 /// Runs the encoder with or without recomputation.
-fn encode(vit: &VisionTransformer, images: &Tensor, p: Precision, pooled: bool, remat: Remat) -> Result<(VitOutput, Option<RematTape>)> {
+fn encode(
+    vit: &VisionTransformer,
+    images: &Tensor,
+    p: Precision,
+    pooled: bool,
+    remat: Remat,
+) -> Result<(VitOutput, Option<RematTape>)> {
     match remat {
         Remat::None => Ok((vit.forward(images, p, pooled)?, None)),
         Remat::Full => {
@@ -244,7 +250,13 @@ impl Model {
         self.loss_with(batch, p, mask_seed, Remat::None)
     }
 
-    pub fn loss_with(&self, batch: &Batch, p: Precision, mask_seed: u64, remat: Remat) -> Result<Loss> {
+    pub fn loss_with(
+        &self,
+        batch: &Batch,
+        p: Precision,
+        mask_seed: u64,
+        remat: Remat,
+    ) -> Result<Loss> {
         match self {
             Model::Ov1(m) => m.loss(batch, p, remat),
             Model::Ov2(m) => m.loss(batch, p, mask_seed, remat),

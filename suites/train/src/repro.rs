@@ -42,7 +42,9 @@ impl FromStr for Preset {
             "small" => Ok(Preset::Small),
             "l14-224" => Ok(Preset::L14_224),
             "so400m-384" => Ok(Preset::So400m384),
-            _ => Err(format!("unknown preset '{s}' (expected small, l14-224 or so400m-384)")),
+            _ => Err(format!(
+                "unknown preset '{s}' (expected small, l14-224 or so400m-384)"
+            )),
         }
     }
 }
@@ -60,7 +62,10 @@ impl Preset {
     fn measured(self, stage_res: u32) -> (ModelName, usize) {
         match self {
             // Same patch grid as L/14 at that stage: 84/14 = 6 -> 6·16 = 96 px.
-            Preset::Small => ("Ti/16".parse().expect("valid"), (stage_res as usize / 14) * 16),
+            Preset::Small => (
+                "Ti/16".parse().expect("valid"),
+                (stage_res as usize / 14) * 16,
+            ),
             Preset::L14_224 => ("L/14".parse().expect("valid"), patch_grid(stage_res)),
             Preset::So400m384 => ("So400m/14".parse().expect("valid"), patch_grid(stage_res)),
         }
@@ -200,14 +205,21 @@ fn model_for(backbone: &str) -> ModelName {
 pub fn flop_checks() -> Vec<FlopCheck> {
     let mut out = Vec::new();
     for (backbone, res) in [("L/14", 224u32), ("SoViT-400M/14", 384)] {
-        let cfg = ModelConfig::new(model_for(backbone), patch_grid(res), 0.35, PrefixAttention::Causal)
-            .expect("paper settings on the patch grid are valid");
+        let cfg = ModelConfig::new(
+            model_for(backbone),
+            patch_grid(res),
+            0.35,
+            PrefixAttention::Causal,
+        )
+        .expect("paper settings on the patch grid are valid");
         for recipe in [Recipe::Ov1, Recipe::Ov2] {
             out.push(FlopCheck {
                 backbone: backbone.into(),
                 resolution: res,
                 recipe,
-                gflops_table3_convention: forward_flops(recipe, &cfg, 1, TABLE3_TEXT_PASSES).total() / 1e9,
+                gflops_table3_convention: forward_flops(recipe, &cfg, 1, TABLE3_TEXT_PASSES)
+                    .total()
+                    / 1e9,
                 gflops_executed: forward_flops(recipe, &cfg, 1, V1_TEXT_PASSES).total() / 1e9,
             });
         }
@@ -215,7 +227,15 @@ pub fn flop_checks() -> Vec<FlopCheck> {
     out
 }
 
-fn step_config(cfg: &ReproConfig, model: ModelName, res: usize, batch: usize, keep: f64, steps: usize, warmup: usize) -> StepConfig {
+fn step_config(
+    cfg: &ReproConfig,
+    model: ModelName,
+    res: usize,
+    batch: usize,
+    keep: f64,
+    steps: usize,
+    warmup: usize,
+) -> StepConfig {
     StepConfig {
         model,
         resolution: res,
@@ -245,13 +265,19 @@ fn memory_point(rec: &StepRecord, recipe: Recipe) -> Option<MemoryPoint> {
 /// Ratio of projected hours with a seeded bootstrap over the steps of every stage.
 fn project(stages: &[StageMeasurement], chips: u32, seed: u64) -> Projection {
     let hours = |per_image: &dyn Fn(&StageMeasurement) -> f64| -> f64 {
-        stages.iter().map(|s| s.samples as f64 * per_image(s)).sum::<f64>() / 3600.0
+        stages
+            .iter()
+            .map(|s| s.samples as f64 * per_image(s))
+            .sum::<f64>()
+            / 3600.0
     };
     let h1 = hours(&|s| median(&s.ov1_seconds_per_image));
     let h2 = hours(&|s| median(&s.ov2_seconds_per_image));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let mut resample = |xs: &[f64]| -> f64 {
-        let v: Vec<f64> = (0..xs.len()).map(|_| xs[rng.random_range(0..xs.len())]).collect();
+        let v: Vec<f64> = (0..xs.len())
+            .map(|_| xs[rng.random_range(0..xs.len())])
+            .collect();
         median(&v)
     };
     let mut ratios: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
@@ -280,12 +306,20 @@ fn project(stages: &[StageMeasurement], chips: u32, seed: u64) -> Projection {
 /// Runs the preset and judges every claim.
 pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport, ReproError> {
     if cfg.batch < 2 {
-        return Err(ReproError::Config("--batch must be at least 2 (OpenVision's contrastive loss needs negatives)".into()));
+        return Err(ReproError::Config(
+            "--batch must be at least 2 (OpenVision's contrastive loss needs negatives)".into(),
+        ));
     }
     let (backbone, final_res) = cfg.preset.target();
-    let mut caveats = vec![format!("measured on {} in {}", cfg.device, cfg.dtype.name())];
+    let mut caveats = vec![format!(
+        "measured on {} in {}",
+        cfg.device,
+        cfg.dtype.name()
+    )];
     if cfg.preset == Preset::Small {
-        caveats.push("small preset: Ti/16 at the patch counts of L/14's stages stands in for L/14".into());
+        caveats.push(
+            "small preset: Ti/16 at the patch counts of L/14's stages stands in for L/14".into(),
+        );
     }
     // Stages: OV1 and OV2 share resolutions and samples up to the final resolution.
     let plan1 = reference::clipa_plan(reference::tables::Recipe::Ov1, backbone, final_res)?;
@@ -295,19 +329,35 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
     for (s1, s2) in plan1.iter().zip(&plan2) {
         let (model, res) = cfg.preset.measured(s2.resolution);
         let rec = step::run(
-            &step_config(cfg, model, res, cfg.batch, s2.keep_ratio, cfg.steps, cfg.warmup),
+            &step_config(
+                cfg,
+                model,
+                res,
+                cfg.batch,
+                s2.keep_ratio,
+                cfg.steps,
+                cfg.warmup,
+            ),
             progress,
         )?;
         let per_image = |r: Recipe| -> Vec<f64> {
             rec.runs
                 .iter()
                 .find(|x| x.recipe == r)
-                .map(|x| x.samples.iter().map(|s| s.total_s / cfg.batch as f64).collect())
+                .map(|x| {
+                    x.samples
+                        .iter()
+                        .map(|s| s.total_s / cfg.batch as f64)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let mut sc: Vec<String> = s1.caveats.iter().chain(&s2.caveats).cloned().collect();
         if s1.samples != s2.samples {
-            sc.push(format!("OV1 and OV2 samples differ at this stage ({} vs {}); OV2's used", s1.samples, s2.samples));
+            sc.push(format!(
+                "OV1 and OV2 samples differ at this stage ({} vs {}); OV2's used",
+                s1.samples, s2.samples
+            ));
         }
         sc.push(format!(
             "per-device batch {} instead of {} (global {} on 256 chips); time scaled per image",
@@ -342,13 +392,22 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
     // Memory: the final stage's run gives one batch; a second batch gives the slope.
     let (model, res) = cfg.preset.measured(final_res);
     let keep = plan2.last().map(|s| s.keep_ratio).unwrap_or(0.35);
-    let second = step::run(&step_config(cfg, model, res, 2 * cfg.batch, keep, 1, 0), progress)?;
+    let second = step::run(
+        &step_config(cfg, model, res, 2 * cfg.batch, keep, 1, 0),
+        progress,
+    )?;
     let fit = |r: Recipe| -> Result<MemoryModel, ReproError> {
-        let pts: Vec<MemoryPoint> = [memory_point(&last, r), memory_point(&second, r)].into_iter().flatten().collect();
+        let pts: Vec<MemoryPoint> = [memory_point(&last, r), memory_point(&second, r)]
+            .into_iter()
+            .flatten()
+            .collect();
         Ok(MemoryModel::fit(&pts)?)
     };
     let (m1, m2) = (fit(Recipe::Ov1)?, fit(Recipe::Ov2)?);
-    let (max1, max2) = (m1.max_batch_under(cfg.mem_cap_bytes), m2.max_batch_under(cfg.mem_cap_bytes));
+    let (max1, max2) = (
+        m1.max_batch_under(cfg.mem_cap_bytes),
+        m2.max_batch_under(cfg.mem_cap_bytes),
+    );
     let mut confirmations = Vec::new();
     let confirmation_note;
     if max1.max(max2) + 1 <= cfg.confirm_limit {
@@ -375,7 +434,10 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
         .collect();
     per_chip.sort();
     per_chip.dedup();
-    let predictions = per_chip.iter().map(|&b| (b, m1.predict(b), m2.predict(b))).collect();
+    let predictions = per_chip
+        .iter()
+        .map(|&b| (b, m1.predict(b), m2.predict(b)))
+        .collect();
     let memory = MemoryFindings {
         cap_bytes: cfg.mem_cap_bytes,
         ov1_max_batch_under_cap: max1,
@@ -423,7 +485,9 @@ fn judge_claims(
         };
         let flop_caveat = "Table 3 convention: one 80-token text-encoder pass per image (the replay executes two)";
         let measured: Option<Measured> = match claim.metric.as_str() {
-            metric::FLOPS_PER_IMAGE_OV1 => flop(Recipe::Ov1).map(|v| Measured::point(v).caveat(flop_caveat)),
+            metric::FLOPS_PER_IMAGE_OV1 => {
+                flop(Recipe::Ov1).map(|v| Measured::point(v).caveat(flop_caveat))
+            }
             metric::FLOPS_PER_IMAGE_OV2 => flop(Recipe::Ov2).map(Measured::point),
             metric::FLOPS_PER_IMAGE_RATIO_OV2_OV1 => flop(Recipe::Ov2)
                 .zip(flop(Recipe::Ov1))
@@ -435,19 +499,42 @@ fn judge_claims(
                 projection.ratio_ci95[1],
             ))),
             metric::PEAK_MEMORY_RATIO_OV2_OV1 => claim.setting.per_chip_batch.map(|n| {
-                with(Measured::point(memory.ov2.predict(n as usize) / memory.ov1.predict(n as usize)))
-                    .caveat(format!("memory model fitted at batches {} and {}, evaluated at per-chip batch {n}", cfg.batch, 2 * cfg.batch))
+                with(Measured::point(
+                    memory.ov2.predict(n as usize) / memory.ov1.predict(n as usize),
+                ))
+                .caveat(format!(
+                    "memory model fitted at batches {} and {}, evaluated at per-chip batch {n}",
+                    cfg.batch,
+                    2 * cfg.batch
+                ))
             }),
-            metric::PEAK_MEMORY_GROWTH_OV2 => claim.setting.per_chip_batch.zip(claim.setting.reference_global_batch).map(|(n, refg)| {
-                let chips = claim.setting.chips.unwrap_or(32) as u64;
-                let n0 = (refg / chips) as usize;
-                with(Measured::point(memory.ov2.predict(n as usize) / memory.ov2.predict(n0)))
-            }),
-            metric::FITS_OV1_AT_BATCH | metric::FITS_OV2_AT_BATCH if same_model => claim.setting.per_chip_batch.map(|n| {
-                let model = if claim.metric == metric::FITS_OV1_AT_BATCH { &memory.ov1 } else { &memory.ov2 };
-                with(Measured::fits(model.predict(n as usize) <= memory.cap_bytes as f64))
-                    .caveat(format!("predicted peak against a cap of {} bytes", memory.cap_bytes))
-            }),
+            metric::PEAK_MEMORY_GROWTH_OV2 => claim
+                .setting
+                .per_chip_batch
+                .zip(claim.setting.reference_global_batch)
+                .map(|(n, refg)| {
+                    let chips = claim.setting.chips.unwrap_or(32) as u64;
+                    let n0 = (refg / chips) as usize;
+                    with(Measured::point(
+                        memory.ov2.predict(n as usize) / memory.ov2.predict(n0),
+                    ))
+                }),
+            metric::FITS_OV1_AT_BATCH | metric::FITS_OV2_AT_BATCH if same_model => {
+                claim.setting.per_chip_batch.map(|n| {
+                    let model = if claim.metric == metric::FITS_OV1_AT_BATCH {
+                        &memory.ov1
+                    } else {
+                        &memory.ov2
+                    };
+                    with(Measured::fits(
+                        model.predict(n as usize) <= memory.cap_bytes as f64,
+                    ))
+                    .caveat(format!(
+                        "predicted peak against a cap of {} bytes",
+                        memory.cap_bytes
+                    ))
+                })
+            }
             _ => None,
         };
         out.push(match measured {
@@ -485,8 +572,12 @@ pub fn to_markdown(r: &ReproReport) -> String {
             j.claim_id,
             q(&j.published),
             q(&j.measured),
-            j.interval.map(|i| format!("[{:.4}, {:.4}]", i.lo, i.hi)).unwrap_or_else(|| "-".into()),
-            j.band.map(|b| format!("[{:.4}, {:.4}]", b.lo, b.hi)).unwrap_or_else(|| "-".into()),
+            j.interval
+                .map(|i| format!("[{:.4}, {:.4}]", i.lo, i.hi))
+                .unwrap_or_else(|| "-".into()),
+            j.band
+                .map(|b| format!("[{:.4}, {:.4}]", b.lo, b.hi))
+                .unwrap_or_else(|| "-".into()),
             j.verdict,
             j.reason.replace('|', "/"),
         ));
@@ -529,9 +620,17 @@ mod tests {
         ];
         let checks = flop_checks();
         for (b, r, p) in published {
-            let c = checks.iter().find(|c| c.backbone == b && c.recipe == r).unwrap();
+            let c = checks
+                .iter()
+                .find(|c| c.backbone == b && c.recipe == r)
+                .unwrap();
             let rel = c.gflops_table3_convention / p - 1.0;
-            assert!(rel.abs() < 0.02, "{b} {r:?}: {} vs {p} ({:+.2} %)", c.gflops_table3_convention, 100.0 * rel);
+            assert!(
+                rel.abs() < 0.02,
+                "{b} {r:?}: {} vs {p} ({:+.2} %)",
+                c.gflops_table3_convention,
+                100.0 * rel
+            );
         }
     }
 }

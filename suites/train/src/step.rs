@@ -8,7 +8,7 @@ use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
 use crate::layers::Precision;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::params::Module;
-use crate::recipe::{build, Recipe};
+use crate::recipe::{build, Recipe, Remat};
 use candle_core::Device;
 use ovbench_harness::{alloc, clock, probe, stats, Summary};
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,9 @@ pub struct StepConfig {
     pub device: DeviceArg,
     pub optimizer: AdamWConfig,
     pub text_lengths: TextLengths,
+    /// Activation recomputation of the image encoder.
+    #[serde(default)]
+    pub remat: Remat,
     /// CPU threads for matrix products (0: one per available CPU).
     #[serde(default)]
     pub threads: usize,
@@ -58,6 +61,7 @@ impl StepConfig {
             device: DeviceArg::Cpu,
             optimizer: AdamWConfig::default(),
             text_lengths: TextLengths::default(),
+            remat: Remat::None,
             threads: 0,
             ew_threads: 1,
         }
@@ -353,9 +357,13 @@ fn run_recipe(
             .seed
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(step as u64);
-        let (loss, fwd) = clock::timed(&sync, || built.model.loss(&batch, precision, mask_seed));
+        let (loss, fwd) = clock::timed(&sync, || {
+            built
+                .model
+                .loss_with(&batch, precision, mask_seed, cfg.remat)
+        });
         let loss = loss.map_err(ce)?;
-        let (grads, bwd) = clock::timed(&sync, || loss.total.backward());
+        let (grads, bwd) = clock::timed(&sync, || built.model.backward(&loss));
         let grads = grads.map_err(ce)?;
         if step == 0 {
             grads_bytes = params

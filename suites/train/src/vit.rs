@@ -93,7 +93,12 @@ impl VisionTransformer {
     /// Forward with full activation recomputation (`remat='full'` of the released recipe):
     /// keeps only each block's input; the loss graph starts at the last block's output.
     /// [`VisionTransformer::backward_remat`] finishes the backward pass.
-    pub fn forward_remat(&self, images: &Tensor, p: Precision, pooled: bool) -> Result<(VitOutput, RematTape)> {
+    pub fn forward_remat(
+        &self,
+        images: &Tensor,
+        p: Precision,
+        pooled: bool,
+    ) -> Result<(VitOutput, RematTape)> {
         // Detaching each block's output drops its graph, and with it every intermediate.
         let mut x = self.embed(images, p)?.detach();
         let mut checkpoints = Vec::with_capacity(self.blocks.blocks.len());
@@ -126,9 +131,9 @@ impl VisionTransformer {
             let out = block.forward(xv.as_tensor(), None, p)?;
             // d/dθ Σ(out · g) is the vector-Jacobian product of this block.
             let mut gs = (out * &g)?.sum_all()?.backward()?;
-            g = gs
-                .remove(xv.as_tensor())
-                .ok_or_else(|| candle_core::Error::Msg("remat: no gradient reached a block input".into()))?;
+            g = gs.remove(xv.as_tensor()).ok_or_else(|| {
+                candle_core::Error::Msg("remat: no gradient reached a block input".into())
+            })?;
             grads.extend(gs)?;
         }
         let x0 = self.embed(&tape.images, p)?;

@@ -41,7 +41,11 @@ fn peak(batch: usize, remat: Remat) -> Vec<(Recipe, MemoryPoint)> {
 /// recomputation lowers the peak without touching the persistent state.
 #[test]
 fn memory_model_predicts_an_unmeasured_batch_and_remat_lowers_the_peak() {
-    let (a, b, c) = (peak(2, Remat::None), peak(4, Remat::None), peak(7, Remat::None));
+    let (a, b, c) = (
+        peak(2, Remat::None),
+        peak(4, Remat::None),
+        peak(7, Remat::None),
+    );
     for recipe in [Recipe::Ov1, Recipe::Ov2] {
         let get = |v: &Vec<(Recipe, MemoryPoint)>| v.iter().find(|(r, _)| *r == recipe).unwrap().1;
         let model = MemoryModel::fit(&[get(&a), get(&b)]).unwrap();
@@ -55,6 +59,11 @@ fn memory_model_predicts_an_unmeasured_batch_and_remat_lowers_the_peak() {
     let remat = peak(4, Remat::Full);
     for ((r, full), (_, none)) in remat.iter().zip(&b) {
         assert_eq!(full.persistent_bytes, none.persistent_bytes);
-        assert!(full.peak_bytes < none.peak_bytes, "{r:?}: remat {} vs {}", full.peak_bytes, none.peak_bytes);
+        assert!(
+            full.peak_bytes < none.peak_bytes,
+            "{r:?}: remat {} vs {}",
+            full.peak_bytes,
+            none.peak_bytes
+        );
     }
 }

@@ -416,11 +416,32 @@ fn remat_gives_the_same_loss_and_gradients() {
         let (l1, g1) = run(Remat::Full);
         assert_eq!(l0.to_bits(), l1.to_bits(), "{recipe:?}: loss {l0} vs {l1}");
         for p in built.params.params.iter().filter(|p| p.in_objective) {
-            let a = g0.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{} no grad", p.name));
-            let c = g1.get(p.var.as_tensor()).unwrap_or_else(|| panic!("{} no grad with remat", p.name));
-            let diff = (a - c).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff <= 1e-5 * scale.max(1e-6), "{recipe:?} {}: max diff {diff} at scale {scale}", p.name);
+            let a = g0
+                .get(p.var.as_tensor())
+                .unwrap_or_else(|| panic!("{} no grad", p.name));
+            let c = g1
+                .get(p.var.as_tensor())
+                .unwrap_or_else(|| panic!("{} no grad with remat", p.name));
+            let diff = (a - c)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let scale = a
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff <= 1e-5 * scale.max(1e-6),
+                "{recipe:?} {}: max diff {diff} at scale {scale}",
+                p.name
+            );
         }
     }
 }
