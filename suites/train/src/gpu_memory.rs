@@ -78,37 +78,13 @@ pub fn set_sample_interval(d: Duration) {
     SAMPLE_INTERVAL_US.store(d.as_micros().max(1) as u64, Ordering::SeqCst);
 }
 
-/// Parses sizes such as `32GiB`, `512MiB`, `40GB`, `1000000`.
+/// Parses a memory cap such as `32GiB`, `512MiB`, `40GB`, `1000000` (the harness's parser);
+/// a cap of zero bytes is refused.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (e.g. 32GiB)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kib" => 1024.0,
-        "mib" => 1024f64.powi(2),
-        "gib" => 1024f64.powi(3),
-        "tib" => 1024f64.powi(4),
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        u => {
-            return Err(format!(
-                "'{s}': unknown unit '{u}' (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-            ))
-        }
-    };
-    let b = n * mult;
-    if !b.is_finite() || b < 1.0 {
-        return Err(format!("'{s}' must be at least 1 byte"));
+    match ovbench_harness::table::parse_bytes(s)? {
+        0 => Err(format!("'{s}': a memory cap must be more than 0 bytes")),
+        b => Ok(b),
     }
-    Ok(b as u64)
 }
 
 /// The reason a completed run counts as out of memory under `--mem-cap`, if it does.
