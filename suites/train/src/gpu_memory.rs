@@ -5,7 +5,8 @@
 //!   cudarc allocates from (cuMemAllocAsync): exact peak of live bytes and of pool reservation;
 //! - `nvml_sampled`: an NVML sampler thread (device used memory and this process's memory);
 //! - `nvml_accounting_peak`: the driver's accounting peak for this process, where enabled;
-//! plus NVML device facts before and after, and whether clocks or throttling changed.
+//!
+//! Plus NVML device facts before and after, and whether clocks or throttling changed.
 //! On CPU none of this is collected (`GpuProbe::start` returns None).
 
 use candle_core::Device;

@@ -410,7 +410,7 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
     );
     let mut confirmations = Vec::new();
     let confirmation_note;
-    if max1.max(max2) + 1 <= cfg.confirm_limit {
+    if max1.max(max2) < cfg.confirm_limit {
         for (recipe, max) in [(Recipe::Ov1, max1), (Recipe::Ov2, max2)] {
             for b in [max.max(2), max + 1] {
                 let mut sc = step_config(cfg, model, res, b, keep, 1, 0);
