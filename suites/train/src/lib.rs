@@ -21,6 +21,7 @@ pub mod repro;
 pub mod step;
 pub mod text_encoder;
 pub mod vit;
+pub mod vit_pretrained;
 
 pub use config::{ModelConfig, ModelName, PrefixAttention, VitSize};
 pub use recipe::Recipe;
