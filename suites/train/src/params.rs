@@ -1,7 +1,9 @@
 //! Trainable parameters, created from a seed on the host so that every device and every
 //! run starts from bit-identical weights (candle's own CPU random source cannot be seeded).
 
-use candle_core::{DType, Device, Result, Shape, Tensor, Var};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Result, Shape, Tensor, TensorId, Var};
+use std::collections::HashSet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -172,7 +174,27 @@ impl ParamStore {
             .sum()
     }
 
+    /// Ids of the trainable tensors, to pick their gradients out of a [`GradStore`].
+    pub fn var_ids(&self) -> HashSet<TensorId> {
+        self.params.iter().map(|p| p.var.as_tensor().id()).collect()
+    }
+
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+}
+
+/// Keeps only the gradients of `keep`, detached.
+///
+/// candle's backward pass also stores a gradient for every constant input it meets (masks,
+/// one-hot targets, pixels), and a variable's gradient keeps a backprop graph that references
+/// the forward activations. Both hold memory until the store is dropped; this frees them.
+pub fn retain_grads(grads: GradStore, keep: &HashSet<TensorId>) -> GradStore {
+    let mut out = GradStore::default();
+    for id in keep {
+        if let Some(g) = grads.get_id(*id) {
+            out.insert_id(*id, g.detach());
+        }
+    }
+    out
 }

@@ -5,7 +5,8 @@ use crate::data::{keep_indices, Batch};
 use crate::decoder::{DecoderV1, DecoderV2};
 use crate::layers::Precision;
 use crate::loss::{caption_xent, info_nce};
-use crate::params::{Module, ParamStore};
+use crate::params::{retain_grads, Module, ParamStore};
+use candle_core::backprop::GradStore;
 use crate::text_encoder::TextEncoder;
 use crate::vit::{RematTape, VisionTransformer, VitOutput};
 use candle_core::{Result, Tensor};
@@ -54,6 +55,26 @@ pub struct Loss {
     pub contrastive: Option<Tensor>,
     /// Present when the image encoder recomputes its activations in the backward pass.
     pub remat: Option<RematTape>,
+}
+
+/// A loss's values on the host.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossValues {
+    pub total: f64,
+    pub caption: f64,
+    pub contrastive: Option<f64>,
+}
+
+impl Loss {
+    /// Copies the scalars to the host (a device sync on GPUs).
+    pub fn values(&self) -> Result<LossValues> {
+        let host = |t: &Tensor| -> Result<f64> { t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>() };
+        Ok(LossValues {
+            total: host(&self.total)?,
+            caption: host(&self.caption)?,
+            contrastive: self.contrastive.as_ref().map(host).transpose()?,
+        })
+    }
 }
 
 /// Activation recomputation, per module as the released recipe sets it.
@@ -263,11 +284,27 @@ impl Model {
         }
     }
 
-    /// All gradients of `loss`: backprop, then the encoder's recomputed part if any.
-    pub fn backward(&self, loss: &Loss) -> Result<candle_core::backprop::GradStore> {
-        let mut grads = loss.total.backward()?;
-        if let Some(tape) = &loss.remat {
-            self.vit().backward_remat(tape, &mut grads)?;
+    /// The gradients of every parameter in `params`, detached: backprop through the loss, then
+    /// through the encoder's recomputed part if any. Consumes the loss so that its activations
+    /// are freed as soon as its backward pass is done (read its values first, with
+    /// [`Loss::values`]); a remat step then holds only checkpoints and one recomputed block.
+    pub fn backward(&self, loss: Loss, params: &ParamStore) -> Result<GradStore> {
+        let Loss {
+            total,
+            caption,
+            contrastive,
+            remat,
+        } = loss;
+        drop((caption, contrastive));
+        let mut keep = params.var_ids();
+        if let Some(tape) = &remat {
+            keep.insert(tape.leaf_id());
+        }
+        let mut grads = retain_grads(total.backward()?, &keep);
+        drop(total);
+        if let Some(tape) = remat {
+            keep.remove(&tape.leaf_id());
+            self.vit().backward_remat(tape, &mut grads, &keep)?;
         }
         Ok(grads)
     }

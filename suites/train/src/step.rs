@@ -301,9 +301,6 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
     })
 }
 
-fn scalar(t: &candle_core::Tensor) -> candle_core::Result<f64> {
-    t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()
-}
 
 fn run_recipe(
     cfg: &StepConfig,
@@ -363,7 +360,9 @@ fn run_recipe(
                 .loss_with(&batch, precision, mask_seed, cfg.remat)
         });
         let loss = loss.map_err(ce)?;
-        let (grads, bwd) = clock::timed(&sync, || built.model.backward(&loss));
+        // Read before the backward pass, which consumes the loss to free its activations.
+        let values = loss.values().map_err(ce)?;
+        let (grads, bwd) = clock::timed(&sync, || built.model.backward(loss, params));
         let grads = grads.map_err(ce)?;
         if step == 0 {
             grads_bytes = params
@@ -379,7 +378,7 @@ fn run_recipe(
             source,
         })?;
         drop(grads);
-        let total = scalar(&loss.total).map_err(ce)?;
+        let total = values.total;
         if !total.is_finite() {
             return Err(StepError::NonFinite {
                 recipe: key,
@@ -397,13 +396,8 @@ fn run_recipe(
                 optimizer_s: optim.as_secs_f64(),
                 total_s: secs,
                 loss: total,
-                caption_loss: scalar(&loss.caption).map_err(ce)?,
-                contrastive_loss: loss
-                    .contrastive
-                    .as_ref()
-                    .map(scalar)
-                    .transpose()
-                    .map_err(ce)?,
+                caption_loss: values.caption,
+                contrastive_loss: values.contrastive,
             });
         } else {
             warmup_losses.push(total);

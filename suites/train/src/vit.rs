@@ -5,9 +5,10 @@
 
 use crate::config::StackDims;
 use crate::layers::{LayerNorm, Linear, Precision, Stack};
-use crate::params::ParamStore;
+use crate::params::{retain_grads, ParamStore};
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor, TensorId, Var};
+use std::collections::HashSet;
 
 pub struct VisionTransformer {
     pub patch: usize,
@@ -120,24 +121,39 @@ impl VisionTransformer {
     }
 
     /// Recomputes each block from its checkpoint, last to first, and adds the encoder's
-    /// parameter gradients to `grads` (which must come from the loss's backward pass).
-    pub fn backward_remat(&self, tape: &RematTape, grads: &mut GradStore) -> Result<()> {
+    /// parameter gradients to `grads` (which must come from the loss's backward pass and hold
+    /// the gradient of the tape's leaf). Only the gradients of `keep` are retained, detached,
+    /// so that each recomputed block's activations are freed before the next one is built.
+    pub fn backward_remat(
+        &self,
+        tape: RematTape,
+        grads: &mut GradStore,
+        keep: &HashSet<TensorId>,
+    ) -> Result<()> {
         let Some(mut g) = grads.remove(tape.leaf.as_tensor()) else {
             return Ok(());
         };
-        let p = tape.precision;
-        for (block, x) in self.blocks.blocks.iter().zip(&tape.checkpoints).rev() {
-            let xv = Var::from_tensor(x)?;
+        let RematTape {
+            images,
+            mut checkpoints,
+            leaf,
+            precision: p,
+        } = tape;
+        drop(leaf);
+        for block in self.blocks.blocks.iter().rev() {
+            let x = checkpoints.pop().expect("one checkpoint per block");
+            let xv = Var::from_tensor(&x)?;
+            drop(x);
             let out = block.forward(xv.as_tensor(), None, p)?;
             // d/dθ Σ(out · g) is the vector-Jacobian product of this block.
             let mut gs = (out * &g)?.sum_all()?.backward()?;
             g = gs.remove(xv.as_tensor()).ok_or_else(|| {
                 candle_core::Error::Msg("remat: no gradient reached a block input".into())
             })?;
-            grads.extend(gs)?;
+            grads.extend(retain_grads(gs, keep))?;
         }
-        let x0 = self.embed(&tape.images, p)?;
-        grads.extend((x0 * &g)?.sum_all()?.backward()?)
+        let x0 = self.embed(&images, p)?;
+        grads.extend(retain_grads((x0 * &g)?.sum_all()?.backward()?, keep))
     }
 }
 
@@ -152,6 +168,11 @@ pub struct RematTape {
 }
 
 impl RematTape {
+    /// The id of the last block's output, whose gradient starts the recomputation.
+    pub fn leaf_id(&self) -> TensorId {
+        self.leaf.as_tensor().id()
+    }
+
     /// Bytes the checkpoints hold.
     pub fn bytes(&self) -> usize {
         self.checkpoints

@@ -45,7 +45,7 @@ fn losses(recipe: Recipe, compute: DType) -> Vec<f64> {
     for step in 0..4 {
         let loss = built.model.loss(&b, p, step).unwrap();
         out.push(f64::from(loss.total.to_scalar::<f32>().unwrap()));
-        let grads = built.model.backward(&loss).unwrap();
+        let grads = built.model.backward(loss, &built.params).unwrap();
         opt.step(&built.params.params, &grads).unwrap();
     }
     out
