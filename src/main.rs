@@ -30,6 +30,11 @@ struct Cli {
 enum Command {
     /// Time one training step of each recipe (default: a small preset that runs in about a minute)
     Step(cmd::step::StepArgs),
+    /// LLaVA-style TextVQA / ChartQA / OCRBench evaluation with a chosen vision encoder
+    Eval(cmd::eval::EvalArgs),
+    /// Write tiny random-weight models and datasets in the real file layouts (for tests)
+    #[command(hide = true)]
+    EvalFixture(cmd::eval::FixtureArgs),
     /// Check the paper's efficiency claims one by one: published, measured, verdict
     Repro(cmd::repro::ReproArgs),
     /// Score TextVQA / ChartQA / OCRBench predictions exactly as the reference toolkits do
@@ -51,6 +56,8 @@ fn main() -> ExitCode {
         Command::Step(a) => cmd::step::run(a),
         Command::Score(a) => cmd::score::run(a),
         Command::Repro(a) => cmd::repro::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::EvalFixture(a) => cmd::eval::fixture(a),
         Command::Gate(a) => cmd::gate::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Report(a) => cmd::report::run(a),

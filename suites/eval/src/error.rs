@@ -1,0 +1,90 @@
+//! Errors of the evaluation pipeline: each names the file and, where there is one, the
+//! tensor, line, row or field. Nothing in this crate panics on bad input.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("{path}: tensor '{name}' is missing{hint}")]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        hint: String,
+    },
+    #[error("{path}: tensor '{name}' has shape {found:?}, expected {expected}")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        found: Vec<usize>,
+        expected: String,
+    },
+    #[error("{path}: tensor '{name}' has dtype {found}, expected a floating-point weight")]
+    DType {
+        path: PathBuf,
+        name: String,
+        found: String,
+    },
+    #[error("{path}: unexpected tensor '{name}': {msg}")]
+    Unexpected {
+        path: PathBuf,
+        name: String,
+        msg: String,
+    },
+    #[error("{path} (field '{field}'): {msg}")]
+    Config {
+        path: PathBuf,
+        field: String,
+        msg: String,
+    },
+    #[error("{loc}: {msg}")]
+    Dataset { loc: String, msg: String },
+    #[error("{path}: tokenizer: {msg}")]
+    Tokenizer { path: PathBuf, msg: String },
+    #[error("{path}:{line}: response cache: {msg}")]
+    Cache {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+    #[error(transparent)]
+    Score(#[from] ovbench_score::ScoreError),
+    #[error(transparent)]
+    Record(#[from] ovbench_harness::RecordError),
+    #[error("{context}: {source}")]
+    Candle {
+        context: String,
+        source: candle_core::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+/// Attaches a context to candle errors.
+pub(crate) trait CandleCtx<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> CandleCtx<T> for std::result::Result<T, candle_core::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| EvalError::Candle {
+            context: context(),
+            source,
+        })
+    }
+}
+
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
+    move |source| EvalError::Io {
+        path: path.into(),
+        source,
+    }
+}

@@ -1,0 +1,364 @@
+//! The language model: a Hugging Face Llama-family directory (`config.json`,
+//! `model.safetensors` or `model-*.safetensors`, `tokenizer.json`) run with
+//! candle-transformers' Llama. Every tensor is checked (name, shape, dtype) before the
+//! model is built, so bad files give an error that names them rather than a panic.
+
+use crate::error::{io, CandleCtx, EvalError, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::llama::{Cache, Config, Llama, LlamaConfig, LlamaEosToks};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokenizers::Tokenizer;
+
+pub struct Llm {
+    pub model: Llama,
+    pub config: Config,
+    pub tokenizer: Tokenizer,
+    pub dir: PathBuf,
+    pub weight_files: Vec<PathBuf>,
+    pub tokenizer_file: PathBuf,
+    pub config_file: PathBuf,
+    pub dtype: DType,
+    pub device: Device,
+    pub bos: Option<u32>,
+    pub eos: Vec<u32>,
+    template: Cache,
+}
+
+/// What one generation produced, and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    /// Decoded (special tokens skipped), cut at the first stop string.
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    /// `eos`, `stop-string` or `max-new-tokens`.
+    pub stop: &'static str,
+}
+
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("model") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(EvalError::Usage(format!(
+            "{}: no model.safetensors or model-*.safetensors inside",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+impl Llm {
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config_file = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_file).map_err(io(&config_file))?;
+        let lc: LlamaConfig = serde_json::from_str(&text).map_err(|e| EvalError::Config {
+            path: config_file.clone(),
+            field: format!("line {}, column {}", e.line(), e.column()),
+            msg: e.to_string(),
+        })?;
+        let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(a) = raw.get("architectures").and_then(|a| a.as_array()) {
+            let names: Vec<&str> = a.iter().filter_map(|x| x.as_str()).collect();
+            if !names.iter().any(|n| n.contains("Llama") || n.contains("Llava")) {
+                return Err(EvalError::Config {
+                    path: config_file,
+                    field: "architectures".into(),
+                    msg: format!("{names:?}: only the Llama family is supported"),
+                });
+            }
+        }
+        let config = lc.into_config(false);
+        if config.num_attention_heads == 0
+            || config.hidden_size % config.num_attention_heads != 0
+            || config.num_key_value_heads == 0
+            || config.num_attention_heads % config.num_key_value_heads != 0
+        {
+            return Err(EvalError::Config {
+                path: config_file,
+                field: "num_attention_heads".into(),
+                msg: "hidden_size, num_attention_heads and num_key_value_heads do not divide".into(),
+            });
+        }
+        let files = weight_files(dir)?;
+        for f in &files {
+            crate::tensors::sniff(f)?;
+        }
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(
+            |e| EvalError::Format {
+                path: files[0].clone(),
+                msg: format!("cannot read the safetensors files: {e}"),
+            },
+        )?;
+        check_tensors(&st, &config, &files)?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
+            .ctx(|| format!("{}: opening weights", dir.display()))?;
+        let model = Llama::load(vb, &config).ctx(|| format!("{}: building Llama", dir.display()))?;
+        let tokenizer_file = dir.join("tokenizer.json");
+        if !tokenizer_file.exists() {
+            return Err(EvalError::Tokenizer {
+                path: tokenizer_file,
+                msg: "not found (the directory needs a tokenizer.json)".into(),
+            });
+        }
+        let tokenizer = Tokenizer::from_file(&tokenizer_file).map_err(|e| EvalError::Tokenizer {
+            path: tokenizer_file.clone(),
+            msg: e.to_string(),
+        })?;
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > config.vocab_size {
+            return Err(EvalError::Tokenizer {
+                path: tokenizer_file,
+                msg: format!(
+                    "{vocab} tokens, more than the model's vocab_size {}",
+                    config.vocab_size
+                ),
+            });
+        }
+        let template = Cache::new(true, dtype, &config, device)
+            .ctx(|| "building the rotary tables".into())?;
+        let eos = match &config.eos_token_id {
+            Some(LlamaEosToks::Single(t)) => vec![*t],
+            Some(LlamaEosToks::Multiple(v)) => v.clone(),
+            None => Vec::new(),
+        };
+        Ok(Llm {
+            model,
+            bos: config.bos_token_id,
+            config,
+            tokenizer,
+            dir: dir.into(),
+            weight_files: files,
+            tokenizer_file,
+            config_file: dir.join("config.json"),
+            dtype,
+            device: device.clone(),
+            eos,
+            template,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// Token embeddings of `ids`: (1, T, H).
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        let t = Tensor::new(ids, &self.device)
+            .and_then(|t| t.unsqueeze(0))
+            .ctx(|| "token ids".into())?;
+        self.model.embed(&t).ctx(|| "token embedding".into())
+    }
+
+    /// Greedy decoding from the prompt embeddings `prompt` (1, T, H). With `kv_cache` the
+    /// prompt is run once and each new token attends to cached keys and values; without,
+    /// the whole sequence is run again for every token (the reference the cache must match).
+    pub fn generate(
+        &self,
+        prompt: &Tensor,
+        max_new_tokens: usize,
+        stop_tokens: &[u32],
+        stop_strings: &[String],
+        kv_cache: bool,
+    ) -> Result<Generation> {
+        let ctx = || "LLM forward".to_string();
+        let prompt_len = prompt.dim(1).ctx(ctx)?;
+        if prompt_len + max_new_tokens > self.config.max_position_embeddings {
+            return Err(EvalError::Usage(format!(
+                "prompt of {prompt_len} tokens + {max_new_tokens} new ones exceeds the model's {} positions",
+                self.config.max_position_embeddings
+            )));
+        }
+        let mut cache = self.template.clone();
+        cache.use_kv_cache = kv_cache;
+        let t0 = Instant::now();
+        let mut logits = self
+            .model
+            .forward_input_embed(&prompt.to_dtype(self.dtype).ctx(ctx)?, 0, &mut cache)
+            .ctx(ctx)?;
+        let prefill_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let mut tokens: Vec<u32> = Vec::new();
+        let mut text = String::new();
+        let mut stop = "max-new-tokens";
+        while tokens.len() < max_new_tokens {
+            let next = argmax(&logits)?;
+            if self.eos.contains(&next) || stop_tokens.contains(&next) {
+                stop = "eos";
+                break;
+            }
+            tokens.push(next);
+            text = self.decode(&tokens)?;
+            if let Some(cut) = cut_at_stop(&text, stop_strings) {
+                text.truncate(cut);
+                stop = "stop-string";
+                break;
+            }
+            if tokens.len() == max_new_tokens {
+                break;
+            }
+            logits = if kv_cache {
+                let pos = prompt_len + tokens.len() - 1;
+                self.model
+                    .forward(
+                        &Tensor::new(&[next], &self.device)
+                            .and_then(|t| t.unsqueeze(0))
+                            .ctx(ctx)?,
+                        pos,
+                        &mut cache,
+                    )
+                    .ctx(ctx)?
+            } else {
+                let gen = self.embed(&tokens)?;
+                let all = Tensor::cat(&[&prompt.to_dtype(gen.dtype()).ctx(ctx)?, &gen], 1).ctx(ctx)?;
+                self.model.forward_input_embed(&all, 0, &mut cache).ctx(ctx)?
+            };
+        }
+        Ok(Generation {
+            tokens,
+            text,
+            prompt_tokens: prompt_len,
+            prefill_s,
+            decode_s: t1.elapsed().as_secs_f64(),
+            stop,
+        })
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| EvalError::Tokenizer {
+                path: self.tokenizer_file.clone(),
+                msg: format!("decoding: {e}"),
+            })
+    }
+
+    /// Token ids of `text` (`special`: let the tokenizer add BOS etc. as it is configured to).
+    pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, special)
+            .map_err(|e| EvalError::Tokenizer {
+                path: self.tokenizer_file.clone(),
+                msg: format!("encoding: {e}"),
+            })?
+            .get_ids()
+            .to_vec())
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+}
+
+/// Byte offset at which to cut `text` at the earliest stop string, if any occurs.
+pub fn cut_at_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+}
+
+/// Index of the largest logit; the first one on ties (deterministic).
+fn argmax(logits: &Tensor) -> Result<u32> {
+    let v: Vec<f32> = logits
+        .flatten_all()
+        .and_then(|t| t.to_dtype(DType::F32))
+        .and_then(|t| t.to_vec1())
+        .ctx(|| "logits".into())?;
+    let mut best = 0usize;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] || (v[best].is_nan() && !x.is_nan()) {
+            best = i;
+        }
+    }
+    Ok(best as u32)
+}
+
+/// Every tensor `Llama::load` reads, with its shape.
+fn expected(c: &Config) -> Vec<(String, Vec<usize>)> {
+    let (h, i, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
+    let kv = c.num_key_value_heads * (h / c.num_attention_heads);
+    let mut out = vec![
+        ("model.embed_tokens.weight".to_string(), vec![v, h]),
+        ("model.norm.weight".to_string(), vec![h]),
+    ];
+    if !c.tie_word_embeddings {
+        out.push(("lm_head.weight".into(), vec![v, h]));
+    }
+    for l in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (n, s) in [
+            ("self_attn.q_proj.weight", vec![h, h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.o_proj.weight", vec![h, h]),
+            ("mlp.gate_proj.weight", vec![i, h]),
+            ("mlp.up_proj.weight", vec![i, h]),
+            ("mlp.down_proj.weight", vec![h, i]),
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+        ] {
+            out.push((format!("{p}.{n}"), s));
+        }
+    }
+    out
+}
+
+fn check_tensors(
+    st: &candle_core::safetensors::MmapedSafetensors,
+    c: &Config,
+    files: &[PathBuf],
+) -> Result<()> {
+    let where_ = if files.len() == 1 {
+        files[0].clone()
+    } else {
+        files[0].parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    for (name, shape) in expected(c) {
+        let view = st.get(&name).map_err(|_| EvalError::MissingTensor {
+            path: where_.clone(),
+            name: name.clone(),
+            hint: String::new(),
+        })?;
+        let dt = view.dtype();
+        if !matches!(
+            dt,
+            safetensors::Dtype::F16
+                | safetensors::Dtype::BF16
+                | safetensors::Dtype::F32
+                | safetensors::Dtype::F64
+        ) {
+            return Err(EvalError::DType {
+                path: where_.clone(),
+                name,
+                found: format!("{dt:?}"),
+            });
+        }
+        if view.shape() != shape.as_slice() {
+            return Err(EvalError::Shape {
+                path: where_.clone(),
+                name,
+                found: view.shape().to_vec(),
+                expected: format!("{shape:?} (from config.json)"),
+            });
+        }
+    }
+    Ok(())
+}

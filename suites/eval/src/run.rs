@@ -1,0 +1,395 @@
+//! The evaluation loop: for each question, image → tower features (penultimate block, patch
+//! tokens) → projector → spliced into the prompt's embeddings at `<image>` → greedy decoding;
+//! then the predictions are written as JSONL, read back with `ovbench score`'s reader and
+//! scored with the task's scorer.
+
+use crate::cache::{self, Entry, ResponseCache};
+use crate::data::{self, Dataset, Item};
+use crate::error::{CandleCtx, EvalError, Result};
+use crate::llm::Llm;
+use crate::openclip::{self, TowerOptions, VisionTower};
+use crate::preprocess::{self, Preprocess};
+use crate::projector::Projector;
+use crate::prompt::{Conv, PromptStyle, TaskConfig, IMAGE_PLACEHOLDER};
+use candle_core::{DType, Device, Tensor};
+use ovbench_score::{Compat, MatchPolicy, Report, Task};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything `ovbench eval` takes.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub task: Task,
+    pub data: PathBuf,
+    pub images: Option<PathBuf>,
+    pub encoder: PathBuf,
+    pub tower: TowerOptions,
+    pub projector: PathBuf,
+    pub llm: PathBuf,
+    pub limit: Option<usize>,
+    pub style: PromptStyle,
+    pub ocr: bool,
+    /// `None`: Llama-3 headers when the tokenizer has them, else `vicuna_v1`.
+    pub conv: Option<Conv>,
+    pub max_new_tokens: Option<usize>,
+    pub select_layer: i64,
+    pub pad_to_square: bool,
+    pub compat: Compat,
+    /// Where the predictions JSONL goes.
+    pub predictions: PathBuf,
+    /// `None`: no response cache (`--no-cache`).
+    pub cache: Option<PathBuf>,
+    pub kv_cache: bool,
+    pub quiet: bool,
+    pub llm_dtype: DType,
+    pub device: Device,
+    /// Test hook: exit the process (code 3) right after this many newly computed items,
+    /// as a kill would (`OVBENCH_EVAL_EXIT_AFTER`).
+    pub exit_after: Option<usize>,
+}
+
+/// One evaluated question.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemResult {
+    pub id: String,
+    pub prediction: String,
+    pub tokens: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub stop: String,
+    pub cached: bool,
+    pub encode_s: f64,
+    pub prefill_s: f64,
+    pub decode_s: f64,
+}
+
+pub struct Outcome {
+    /// The record body (wrap it in `ovbench_harness::Record`).
+    pub body: Value,
+    pub report: Report,
+    pub items: Vec<ItemResult>,
+    pub computed: usize,
+    pub cached: usize,
+}
+
+/// The loaded model: tower, projector, LLM.
+pub struct Model {
+    pub tower: VisionTower,
+    pub projector: Projector,
+    pub llm: Llm,
+}
+
+impl Model {
+    pub fn load(o: &EvalOptions) -> Result<Model> {
+        let tower = openclip::load(&o.encoder, &o.tower, &o.device)?;
+        let llm = Llm::load(&o.llm, o.llm_dtype, &o.device)?;
+        let projector =
+            Projector::load(&o.projector, tower.cfg.width, llm.hidden_size(), &o.device)?;
+        Ok(Model {
+            tower,
+            projector,
+            llm,
+        })
+    }
+
+    /// Prompt token ids around the image: LLaVA's `tokenizer_image_token` (each chunk
+    /// tokenised on its own, the BOS of later chunks dropped).
+    pub fn prompt_ids(&self, rendered: &str) -> Result<Vec<Vec<u32>>> {
+        let mut out = Vec::new();
+        for (k, chunk) in rendered.split(IMAGE_PLACEHOLDER).enumerate() {
+            let mut ids = self.llm.encode(chunk, true)?;
+            if k > 0 && ids.first().is_some_and(|&t| Some(t) == self.llm.bos) {
+                ids.remove(0);
+            }
+            out.push(ids);
+        }
+        if out.len() != 2 {
+            return Err(EvalError::Usage(format!(
+                "the prompt must hold exactly one {IMAGE_PLACEHOLDER}, it holds {}",
+                out.len() - 1
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Image features in the LLM's embedding space: (1, N, H).
+    pub fn image_embeddings(&self, pixels: &Tensor, select_layer: i64) -> Result<Tensor> {
+        let f = self.tower.features(pixels, select_layer)?;
+        self.projector.forward(&f)
+    }
+}
+
+fn sha256_bytes(b: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(b))
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    Ok(ovbench_harness::record::sha256_file(path)?)
+}
+
+/// Runs the evaluation.
+pub fn run(o: &EvalOptions) -> Result<Outcome> {
+    let start_mem = ovbench_harness::alloc::snapshot();
+    ovbench_harness::alloc::reset_peak();
+    let t_start = Instant::now();
+    let ds: Dataset = data::load(o.task, &o.data, o.images.as_deref())?;
+    let n_total = ds.items.len();
+    let items: Vec<&Item> = ds.items.iter().take(o.limit.unwrap_or(usize::MAX)).collect();
+
+    let t_load = Instant::now();
+    let model = Model::load(o)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+
+    let conv = o.conv.unwrap_or_else(|| {
+        if model.llm.token_id("<|start_header_id|>").is_some() {
+            Conv::Llama3
+        } else {
+            Conv::VicunaV1
+        }
+    });
+    let mut tc = TaskConfig::new(o.task, o.style, o.ocr, conv);
+    if let Some(m) = o.max_new_tokens {
+        tc.max_new_tokens = m;
+    }
+    let pre = Preprocess {
+        size: model.tower.cfg.image_size,
+        mean: model.tower.cfg.mean,
+        std: model.tower.cfg.std,
+        interpolation: model.tower.cfg.interpolation.clone(),
+        pad_to_square: o.pad_to_square,
+    };
+    let stop_tokens: Vec<u32> = conv
+        .stop_tokens()
+        .iter()
+        .filter_map(|t| model.llm.token_id(t))
+        .collect();
+
+    // Hashes of every weight file and of the configuration that decides the answers.
+    let t_hash = Instant::now();
+    let mut weights = vec![json!({"role": "encoder", "path": o.encoder, "sha256": hash_file(&o.encoder)?})];
+    if let Some(c) = &model.tower.cfg.config_file {
+        weights.push(json!({"role": "encoder-config", "path": c, "sha256": hash_file(c)?}));
+    }
+    weights.push(json!({"role": "projector", "path": o.projector, "sha256": hash_file(&o.projector)?}));
+    for f in &model.llm.weight_files {
+        weights.push(json!({"role": "llm", "path": f, "sha256": hash_file(f)?}));
+    }
+    weights.push(json!({"role": "llm-config", "path": model.llm.config_file, "sha256": hash_file(&model.llm.config_file)?}));
+    weights.push(json!({"role": "tokenizer", "path": model.llm.tokenizer_file, "sha256": hash_file(&model.llm.tokenizer_file)?}));
+    let task_config = json!({
+        "task": tc,
+        "preprocess": pre,
+        "select_layer": o.select_layer,
+        "select_feature": "patch",
+        "vision_gelu": format!("{:?}", o.tower.gelu).to_lowercase(),
+        "vision_heads": model.tower.cfg.heads,
+        "llm_dtype": format!("{:?}", o.llm_dtype).to_lowercase(),
+        "decoding": "greedy",
+    });
+    let task_config_sha256 = sha256_bytes(task_config.to_string().as_bytes());
+    let weight_hashes: Vec<&str> = weights
+        .iter()
+        .filter_map(|w| w["sha256"].as_str())
+        .collect();
+    let run_key = sha256_bytes(format!("{}\n{}", weight_hashes.join("\n"), task_config_sha256).as_bytes());
+    let hash_s = t_hash.elapsed().as_secs_f64();
+
+    let mut cache = match &o.cache {
+        Some(p) => Some(ResponseCache::open(p)?),
+        None => None,
+    };
+    let pb = progress(items.len() as u64, o.quiet);
+    let (mut encode_s, mut prefill_s, mut decode_s, mut cache_s) = (0.0, 0.0, 0.0, 0.0);
+    let (mut new_tokens, mut prompt_tokens) = (0usize, 0usize);
+    let (mut computed, mut from_cache) = (0usize, 0usize);
+    let mut results = Vec::with_capacity(items.len());
+    let t_loop = Instant::now();
+    for item in &items {
+        let tc0 = Instant::now();
+        let key = cache::item_key(&run_key, &item.id);
+        let hit = cache.as_ref().and_then(|c| c.get(&key)).cloned();
+        cache_s += tc0.elapsed().as_secs_f64();
+        if let Some(e) = hit {
+            from_cache += 1;
+            results.push(ItemResult {
+                id: e.id,
+                prediction: e.prediction,
+                tokens: e.tokens,
+                prompt_tokens: e.prompt_tokens,
+                stop: e.stop,
+                cached: true,
+                encode_s: e.encode_s,
+                prefill_s: e.prefill_s,
+                decode_s: e.decode_s,
+            });
+            pb.inc(1);
+            continue;
+        }
+        let r = eval_item(&model, item, &tc, &pre, &stop_tokens, o)?;
+        encode_s += r.encode_s;
+        prefill_s += r.prefill_s;
+        decode_s += r.decode_s;
+        new_tokens += r.tokens.len();
+        prompt_tokens += r.prompt_tokens;
+        computed += 1;
+        if let Some(c) = cache.as_mut() {
+            let tc1 = Instant::now();
+            c.append(Entry {
+                key,
+                id: r.id.clone(),
+                prediction: r.prediction.clone(),
+                tokens: r.tokens.clone(),
+                prompt_tokens: r.prompt_tokens,
+                stop: r.stop.clone(),
+                encode_s: r.encode_s,
+                prefill_s: r.prefill_s,
+                decode_s: r.decode_s,
+            })?;
+            cache_s += tc1.elapsed().as_secs_f64();
+        }
+        results.push(r);
+        pb.inc(1);
+        if o.exit_after == Some(computed) {
+            pb.abandon();
+            std::process::exit(3);
+        }
+    }
+    pb.finish_and_clear();
+    let loop_s = t_loop.elapsed().as_secs_f64();
+
+    // Predictions, in dataset order, in the plain JSONL `ovbench score` reads.
+    let mut jsonl = String::new();
+    for r in &results {
+        jsonl.push_str(&json!({"question_id": r.id, "prediction": r.prediction}).to_string());
+        jsonl.push('\n');
+    }
+    ovbench_harness::write_atomic(&o.predictions, jsonl.as_bytes())?;
+    let preds = ovbench_score::readers::read_predictions(&o.predictions)?;
+    let report = ovbench_score::score(o.task, o.compat, &ds.annotations, &preds, MatchPolicy::default())?;
+    let end_mem = ovbench_harness::alloc::snapshot();
+    let total_s = t_start.elapsed().as_secs_f64();
+
+    let mut report_json = serde_json::to_value(&report).expect("reports serialise");
+    if let Some(m) = report_json.get_mut("missing") {
+        let n = report.missing.len();
+        *m = json!({"count": n, "first": report.missing.iter().take(20).collect::<Vec<_>>()});
+    }
+    let per_s = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    let body = json!({
+        "task": o.task.name(),
+        "compat": o.compat.label(),
+        "data": {"path": o.data, "format": ds.format, "questions": n_total, "evaluated": items.len(),
+                 "annotation_sha256": ds.annotations.files.iter().map(|f| hash_file(f)).collect::<Result<Vec<_>>>()?},
+        "weights": weights,
+        "task_config": task_config,
+        "task_config_sha256": task_config_sha256,
+        "run_key": run_key,
+        "model": {
+            "vision": model.tower.cfg,
+            "llm": {"hidden_size": model.llm.config.hidden_size, "layers": model.llm.config.num_hidden_layers,
+                    "vocab_size": model.llm.config.vocab_size, "heads": model.llm.config.num_attention_heads,
+                    "kv_heads": model.llm.config.num_key_value_heads},
+            "projector": {"type": "mlp2x_gelu", "in": model.projector.in_dim, "out": model.projector.out_dim},
+            "device": format!("{:?}", o.device),
+        },
+        "predictions": o.predictions,
+        "cache": {"path": o.cache, "enabled": o.cache.is_some(), "kv_cache": o.kv_cache,
+                  "loaded_entries": cache.as_ref().map(|c| c.loaded), "dropped_partial_line": cache.as_ref().map(|c| c.dropped_partial),
+                  "bookkeeping_s": cache_s},
+        "counts": {"computed": computed, "from_cache": from_cache},
+        "timing_s": {"total": total_s, "load_models": load_s, "hash_files": hash_s, "loop": loop_s,
+                     "image_encoding": encode_s, "prefill": prefill_s, "decode": decode_s, "cache_bookkeeping": cache_s},
+        "throughput": {"new_tokens": new_tokens, "prompt_tokens": prompt_tokens,
+                       "decode_tokens_per_s": per_s(new_tokens, decode_s),
+                       "prefill_tokens_per_s": per_s(prompt_tokens, prefill_s),
+                       "items_per_s": per_s(computed, loop_s)},
+        "memory": {"allocator_active": ovbench_harness::alloc::is_active(),
+                   "peak_bytes_over_start": end_mem.peak_bytes.saturating_sub(start_mem.current_bytes),
+                   "peak_rss_bytes": peak_rss()},
+        "report": report_json,
+        "items": results.iter().map(|r| json!({"id": r.id, "prompt_tokens": r.prompt_tokens, "new_tokens": r.tokens.len(),
+                  "stop": r.stop, "cached": r.cached, "encode_s": r.encode_s, "prefill_s": r.prefill_s, "decode_s": r.decode_s})).collect::<Vec<_>>(),
+    });
+    Ok(Outcome {
+        body,
+        report,
+        items: results,
+        computed,
+        cached: from_cache,
+    })
+}
+
+fn eval_item(
+    model: &Model,
+    item: &Item,
+    tc: &TaskConfig,
+    pre: &Preprocess,
+    stop_tokens: &[u32],
+    o: &EvalOptions,
+) -> Result<ItemResult> {
+    let t0 = Instant::now();
+    let bytes = item.image.bytes(&item.loc)?;
+    let img = preprocess::decode(&bytes).map_err(|msg| EvalError::Dataset {
+        loc: item.loc.clone(),
+        msg,
+    })?;
+    let pixels = pre.pixels(&img, &model.tower.device)?;
+    let image_emb = model.image_embeddings(&pixels, o.select_layer)?;
+    let encode_s = t0.elapsed().as_secs_f64();
+    let user = tc.user_text(&item.question, item.ocr_tokens.as_deref());
+    let rendered = tc.conv.render(&user);
+    let ids = model.prompt_ids(&rendered)?;
+    let ctx = || format!("{}: building the prompt", item.loc);
+    let before = model.llm.embed(&ids[0])?;
+    let after = model.llm.embed(&ids[1])?;
+    let prompt = Tensor::cat(
+        &[&before, &image_emb.to_dtype(before.dtype()).ctx(ctx)?, &after],
+        1,
+    )
+    .ctx(ctx)?;
+    let g = model.llm.generate(
+        &prompt,
+        tc.max_new_tokens,
+        stop_tokens,
+        &tc.stop_strings,
+        o.kv_cache,
+    )?;
+    Ok(ItemResult {
+        id: item.id.clone(),
+        prediction: ovbench_score::py::strip(&g.text).to_string(),
+        tokens: g.tokens,
+        prompt_tokens: g.prompt_tokens,
+        stop: g.stop.into(),
+        cached: false,
+        encode_s,
+        prefill_s: g.prefill_s,
+        decode_s: g.decode_s,
+    })
+}
+
+fn progress(n: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(n),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} questions  {per_sec}  ETA {eta}  ({elapsed})",
+    ) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Kernel high-water mark of resident memory (Linux), if readable.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
