@@ -59,6 +59,10 @@ pub struct StepArgs {
     /// workers, which costs more than it saves on small shared machines, hence 1
     #[arg(long, default_value_t = 1)]
     pub ew_threads: usize,
+    /// Layer norm, softmax, GELU and cross-entropy: fused (ovbench's CPU kernels, with their
+    /// own backward passes) or composed (candle's element-wise ops; always used on CUDA)
+    #[arg(long, default_value = "fused")]
+    pub kernels: ovbench_train::fused::Kernels,
     /// GPU memory cap, e.g. 32GiB: a recipe whose allocator peak exceeds it is recorded as oom
     #[arg(long, value_parser = ovbench_train::gpu_memory::parse_bytes)]
     pub mem_cap: Option<u64>,
@@ -78,6 +82,10 @@ pub struct StepArgs {
     /// No progress output
     #[arg(long, short)]
     pub quiet: bool,
+    /// Instead of timing, write each recipe's initial weights, batch, kept-token indices and
+    /// step-0/1 losses under this folder, for scripts/torch_step.py's same-function check
+    #[arg(long, hide = true)]
+    pub export_init: Option<PathBuf>,
 }
 
 impl StepArgs {
@@ -102,6 +110,7 @@ impl StepArgs {
             threads: self.threads,
             ew_threads: self.ew_threads,
             remat: self.remat,
+            kernels: self.kernels,
             ..StepConfig::small()
         }
     }
@@ -157,6 +166,20 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
     ));
     if !args.no_malloc_retain {
         ovbench_harness::alloc::retain_freed_memory();
+    }
+    if let Some(dir) = &args.export_init {
+        for e in ovbench_train::export::export(&cfg, dir)? {
+            let l = &e.meta.losses;
+            println!(
+                "{}: {} parameters, loss step 0 {:.7} step 1 {:.7} -> {}",
+                e.recipe.key(),
+                e.meta.params_total,
+                l[0].total,
+                l[1].total,
+                e.dir.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let mut progress = Lines {
         quiet: args.quiet,
