@@ -37,7 +37,10 @@ impl Fx {
     fn new(questions: usize) -> Fx {
         let dir = tempfile::tempdir().unwrap();
         let q = questions.to_string();
-        ok(&ovbench(&["eval-fixture", "--out", "fx", "--questions", &q], dir.path()));
+        ok(&ovbench(
+            &["eval-fixture", "--out", "fx", "--questions", &q],
+            dir.path(),
+        ));
         Fx { dir }
     }
     fn path(&self) -> &Path {
@@ -84,7 +87,10 @@ fn read_preds(p: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn eval_writes_a_record_and_predictions_that_score_accepts() {
     let fx = Fx::new(6);
-    let out = ok(&ovbench(&fx.eval_args("res", &["--max-new-tokens", "12"]), fx.path()));
+    let out = ok(&ovbench(
+        &fx.eval_args("res", &["--max-new-tokens", "12"]),
+        fx.path(),
+    ));
     let (rec, preds) = record(&out, &fx);
     assert_eq!(rec["schema"], "ovbench.eval/1");
     assert_eq!(rec["counts"]["computed"], 6);
@@ -100,7 +106,14 @@ fn eval_writes_a_record_and_predictions_that_score_accepts() {
         .iter()
         .map(|w| w["role"].as_str().unwrap())
         .collect();
-    for r in ["encoder", "encoder-config", "projector", "llm", "llm-config", "tokenizer"] {
+    for r in [
+        "encoder",
+        "encoder-config",
+        "projector",
+        "llm",
+        "llm-config",
+        "tokenizer",
+    ] {
         assert!(roles.contains(&r), "{roles:?}");
     }
     assert!(rec["weights"][0]["sha256"].as_str().unwrap().len() == 64);
@@ -110,8 +123,15 @@ fn eval_writes_a_record_and_predictions_that_score_accepts() {
     let p = preds.to_str().unwrap();
     let s = ok(&ovbench(
         &[
-            "score", "--task", "ocrbench", "--annotations", "fx/data/ocrbench/json/OCRBench.json",
-            "--predictions", p, "--out", "res-score",
+            "score",
+            "--task",
+            "ocrbench",
+            "--annotations",
+            "fx/data/ocrbench/json/OCRBench.json",
+            "--predictions",
+            p,
+            "--out",
+            "res-score",
         ],
         fx.path(),
     ));
@@ -146,9 +166,18 @@ fn a_killed_run_resumes_without_redoing_finished_questions() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
-    let resumed = ok(&ovbench(&fx.eval_args("a", &["--max-new-tokens", "64"]), fx.path()));
+    let resumed = ok(&ovbench(
+        &fx.eval_args("a", &["--max-new-tokens", "64"]),
+        fx.path(),
+    ));
     let (rec, preds) = record(&resumed, &fx);
-    assert_eq!((rec["counts"]["computed"].as_u64(), rec["counts"]["from_cache"].as_u64()), (Some(5), Some(3)));
+    assert_eq!(
+        (
+            rec["counts"]["computed"].as_u64(),
+            rec["counts"]["from_cache"].as_u64()
+        ),
+        (Some(5), Some(3))
+    );
     assert_eq!(read_preds(&preds), want);
 
     // 2. A real SIGKILL at an arbitrary point (decoding without the KV cache, so slowly).
@@ -177,23 +206,40 @@ fn a_killed_run_resumes_without_redoing_finished_questions() {
         .iter()
         .filter(|&&c| c == b'\n')
         .count() as u64;
-    assert!((2..8).contains(&done), "killed after {done} of 8 answers: not midway");
-    let resumed = ok(&ovbench(&fx.eval_args("b", &["--max-new-tokens", "64"]), fx.path()));
+    assert!(
+        (2..8).contains(&done),
+        "killed after {done} of 8 answers: not midway"
+    );
+    let resumed = ok(&ovbench(
+        &fx.eval_args("b", &["--max-new-tokens", "64"]),
+        fx.path(),
+    ));
     let (rec, preds) = record(&resumed, &fx);
     assert_eq!(rec["counts"]["from_cache"].as_u64(), Some(done.min(8)));
     assert_eq!(rec["counts"]["computed"].as_u64(), Some(8 - done.min(8)));
-    assert_eq!(read_preds(&preds), want, "KV cache on and off, killed and resumed: same answers");
+    assert_eq!(
+        read_preds(&preds),
+        want,
+        "KV cache on and off, killed and resumed: same answers"
+    );
 }
 
 #[test]
 fn bad_inputs_fail_cleanly_with_exit_code_2() {
     let fx = Fx::new(2);
-    std::fs::write(fx.path().join("junk.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    std::fs::write(
+        fx.path().join("junk.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":",
+    )
+    .unwrap();
     let mut a = fx.eval_args("res", &[]);
     a[6] = "junk.safetensors";
     let o = ovbench(&a, fx.path());
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains("junk.safetensors") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("junk.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
 }

@@ -143,11 +143,11 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let cache = if a.no_cache {
         None
     } else {
-        Some(
-            a.cache
-                .clone()
-                .unwrap_or_else(|| a.out.join("eval-cache").join(format!("{}.jsonl", task.name()))),
-        )
+        Some(a.cache.clone().unwrap_or_else(|| {
+            a.out
+                .join("eval-cache")
+                .join(format!("{}.jsonl", task.name()))
+        }))
     };
     let exit_after = std::env::var("OVBENCH_EVAL_EXIT_AFTER")
         .ok()

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Record schemas this checker knows.
-pub const KNOWN_SCHEMAS: &[(&str, u32)] = &[("step", 1), ("score", 1), ("repro", 1)];
+pub const KNOWN_SCHEMAS: &[(&str, u32)] = &[("step", 1), ("score", 1), ("repro", 1), ("eval", 1)];
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {

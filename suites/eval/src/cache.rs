@@ -77,7 +77,8 @@ impl ResponseCache {
                         return Err(EvalError::Cache {
                             path: path.into(),
                             line: line_no,
-                            msg: "not a cache entry (the file is corrupt; delete it to start over)".into(),
+                            msg: "not a cache entry (the file is corrupt; delete it to start over)"
+                                .into(),
                         })
                     }
                 }

@@ -136,7 +136,8 @@ pub fn load(task: Task, path: &Path, images: Option<&Path>) -> Result<Dataset> {
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
-    serde_json::from_str(&text).map_err(|e| derr(format!("{}:{}", path.display(), e.line()), e.to_string()))
+    serde_json::from_str(&text)
+        .map_err(|e| derr(format!("{}:{}", path.display(), e.line()), e.to_string()))
 }
 
 fn pick(dir: &Path, sub: &str, name: &str) -> PathBuf {
@@ -180,7 +181,10 @@ fn json_images(
             .and_then(|r| r.as_array().cloned())
             .ok_or_else(|| derr(f.display(), "expected a list of questions"))?;
         for (i, r) in rows.iter().enumerate() {
-            let name = r.get(field).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
+            let name = r
+                .get(field)
+                .and_then(|x| x.as_str())
+                .filter(|s| !s.is_empty());
             let Some(name) = name else {
                 return Err(derr(
                     format!("{} item {i} (field '{field}')", f.display()),
@@ -204,7 +208,9 @@ fn parquet_images(
     out: &mut Vec<(ImageSource, Option<Vec<String>>)>,
 ) -> Result<()> {
     let file = std::fs::File::open(path).map_err(io(path))?;
-    let bad = |e: parquet::errors::ParquetError| derr(path.display(), format!("not a readable parquet file: {e}"));
+    let bad = |e: parquet::errors::ParquetError| {
+        derr(path.display(), format!("not a readable parquet file: {e}"))
+    };
     let reader = SerializedFileReader::new(file).map_err(bad)?;
     let schema = reader.metadata().file_metadata().schema();
     let mut wanted = vec!["image"];
@@ -218,14 +224,23 @@ fn parquet_images(
             .get_fields()
             .iter()
             .find(|f| f.name() == *w)
-            .ok_or_else(|| derr(format!("{} (field '{w}')", path.display()), "column missing: rows have no image"))?;
+            .ok_or_else(|| {
+                derr(
+                    format!("{} (field '{w}')", path.display()),
+                    "column missing: rows have no image",
+                )
+            })?;
         fields.push(std::sync::Arc::clone(f));
     }
     let projection = parquet::schema::types::Type::group_type_builder(schema.name())
         .with_fields(fields)
         .build()
         .map_err(bad)?;
-    for (k, row) in reader.get_row_iter(Some(projection)).map_err(bad)?.enumerate() {
+    for (k, row) in reader
+        .get_row_iter(Some(projection))
+        .map_err(bad)?
+        .enumerate()
+    {
         let loc = format!("{} row {k}", path.display());
         let row = row.map_err(|e| derr(&loc, format!("cannot decode row: {e}")))?;
         let mut bytes = None;

@@ -54,9 +54,9 @@ pub enum EvalError {
         msg: String,
     },
     #[error(transparent)]
-    Score(#[from] ovbench_score::ScoreError),
+    Score(Box<ovbench_score::ScoreError>),
     #[error(transparent)]
-    Record(#[from] ovbench_harness::RecordError),
+    Record(Box<ovbench_harness::RecordError>),
     #[error("{context}: {source}")]
     Candle {
         context: String,
@@ -67,6 +67,18 @@ pub enum EvalError {
 }
 
 pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+impl From<ovbench_score::ScoreError> for EvalError {
+    fn from(e: ovbench_score::ScoreError) -> Self {
+        EvalError::Score(Box::new(e))
+    }
+}
+
+impl From<ovbench_harness::RecordError> for EvalError {
+    fn from(e: ovbench_harness::RecordError) -> Self {
+        EvalError::Record(Box::new(e))
+    }
+}
 
 /// Attaches a context to candle errors.
 pub(crate) trait CandleCtx<T> {

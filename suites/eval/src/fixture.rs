@@ -75,22 +75,46 @@ pub fn openclip_tensors(seed: u64) -> BTreeMap<String, Tensor> {
         let r = format!("transformer.resblocks.{i}");
         put(&format!("{r}.ln_1.weight"), ones(&[d], 1.0));
         put(&format!("{r}.ln_1.bias"), randn(&mut rng, &[d], 0.1));
-        put(&format!("{r}.attn.in_proj_weight"), randn(&mut rng, &[3 * d, d], 0.2));
-        put(&format!("{r}.attn.in_proj_bias"), randn(&mut rng, &[3 * d], 0.1));
-        put(&format!("{r}.attn.out_proj.weight"), randn(&mut rng, &[d, d], 0.2));
-        put(&format!("{r}.attn.out_proj.bias"), randn(&mut rng, &[d], 0.1));
+        put(
+            &format!("{r}.attn.in_proj_weight"),
+            randn(&mut rng, &[3 * d, d], 0.2),
+        );
+        put(
+            &format!("{r}.attn.in_proj_bias"),
+            randn(&mut rng, &[3 * d], 0.1),
+        );
+        put(
+            &format!("{r}.attn.out_proj.weight"),
+            randn(&mut rng, &[d, d], 0.2),
+        );
+        put(
+            &format!("{r}.attn.out_proj.bias"),
+            randn(&mut rng, &[d], 0.1),
+        );
         put(&format!("{r}.ln_2.weight"), ones(&[d], 1.0));
         put(&format!("{r}.ln_2.bias"), randn(&mut rng, &[d], 0.1));
-        put(&format!("{r}.mlp.c_fc.weight"), randn(&mut rng, &[2 * d, d], 0.2));
-        put(&format!("{r}.mlp.c_fc.bias"), randn(&mut rng, &[2 * d], 0.1));
-        put(&format!("{r}.mlp.c_proj.weight"), randn(&mut rng, &[d, 2 * d], 0.2));
+        put(
+            &format!("{r}.mlp.c_fc.weight"),
+            randn(&mut rng, &[2 * d, d], 0.2),
+        );
+        put(
+            &format!("{r}.mlp.c_fc.bias"),
+            randn(&mut rng, &[2 * d], 0.1),
+        );
+        put(
+            &format!("{r}.mlp.c_proj.weight"),
+            randn(&mut rng, &[d, 2 * d], 0.2),
+        );
         put(&format!("{r}.mlp.c_proj.bias"), randn(&mut rng, &[d], 0.1));
     }
     put("ln_post.weight", ones(&[d], 1.0));
     put("ln_post.bias", ones(&[d], 0.0));
     put("proj", randn(&mut rng, &[d, d], 0.2));
     // A stub text tower, as in v1's full CLIP checkpoints: ignored by the loader.
-    t.insert("token_embedding.weight".into(), randn(&mut rng, &[16, d], 0.2));
+    t.insert(
+        "token_embedding.weight".into(),
+        randn(&mut rng, &[16, d], 0.2),
+    );
     t.insert("logit_scale".into(), ones(&[], 2.6));
     t
 }
@@ -170,13 +194,17 @@ pub fn save_torch_zip(path: &Path, t: &BTreeMap<String, Tensor>) -> Result<()> {
             .flatten_all()
             .and_then(|x| x.to_vec1())
             .map_err(|e| ferr(path, e))?;
-        storages.push(data.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+        storages.push(
+            data.iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
     }
     pkl.extend([b'u', b'.']);
     let file = std::fs::File::create(path).map_err(io(path))?;
     let mut z = zip::ZipWriter::new(file);
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let mut entry = |name: &str, bytes: &[u8]| -> Result<()> {
         z.start_file(name, opts).map_err(|e| ferr(path, e))?;
         z.write_all(bytes).map_err(io(path))
@@ -222,15 +250,26 @@ pub fn tokenizer_json() -> (serde_json::Value, usize) {
     let mut added = Vec::new();
     for (i, s) in SPECIALS.iter().enumerate() {
         vocab.insert((*s).into(), json!(i));
-        added.push(json!({"id": i, "content": s, "single_word": false, "lstrip": false,
-                          "rstrip": false, "normalized": false, "special": true}));
+        added.push(
+            json!({"id": i, "content": s, "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": true}),
+        );
     }
     let chars = byte_chars();
     for c in &chars {
         let id = vocab.len();
         vocab.insert(c.to_string(), json!(id));
     }
-    let merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he"), ("i", "n"), ("a", "n"), ("e", "r"), ("o", "n"), ("Ġ", "a")];
+    let merges = [
+        ("Ġ", "t"),
+        ("h", "e"),
+        ("Ġt", "he"),
+        ("i", "n"),
+        ("a", "n"),
+        ("e", "r"),
+        ("o", "n"),
+        ("Ġ", "a"),
+    ];
     for (a, b) in merges {
         let id = vocab.len();
         vocab.insert(format!("{a}{b}"), json!(id));
@@ -274,7 +313,10 @@ pub fn llama_tensors(vocab: usize, seed: u64) -> BTreeMap<String, Tensor> {
     let (h, i) = (LLM_HIDDEN, 2 * LLM_HIDDEN);
     let kv = 2 * (h / 4);
     let mut t = BTreeMap::new();
-    t.insert("model.embed_tokens.weight".into(), randn(&mut rng, &[vocab, h], 1.0));
+    t.insert(
+        "model.embed_tokens.weight".into(),
+        randn(&mut rng, &[vocab, h], 1.0),
+    );
     t.insert("model.norm.weight".into(), ones(&[h], 1.0));
     t.insert("lm_head.weight".into(), randn(&mut rng, &[vocab, h], 0.5));
     for l in 0..LLM_LAYERS {
@@ -291,7 +333,10 @@ pub fn llama_tensors(vocab: usize, seed: u64) -> BTreeMap<String, Tensor> {
             t.insert(format!("{p}.{n}"), randn(&mut rng, &s, 0.2));
         }
         t.insert(format!("{p}.input_layernorm.weight"), ones(&[h], 1.0));
-        t.insert(format!("{p}.post_attention_layernorm.weight"), ones(&[h], 1.0));
+        t.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            ones(&[h], 1.0),
+        );
     }
     t
 }
@@ -299,10 +344,22 @@ pub fn llama_tensors(vocab: usize, seed: u64) -> BTreeMap<String, Tensor> {
 pub fn projector_tensors(seed: u64) -> BTreeMap<String, Tensor> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut t = BTreeMap::new();
-    t.insert("model.mm_projector.0.weight".into(), randn(&mut rng, &[LLM_HIDDEN, VISION_WIDTH], 0.3));
-    t.insert("model.mm_projector.0.bias".into(), randn(&mut rng, &[LLM_HIDDEN], 0.1));
-    t.insert("model.mm_projector.2.weight".into(), randn(&mut rng, &[LLM_HIDDEN, LLM_HIDDEN], 0.3));
-    t.insert("model.mm_projector.2.bias".into(), randn(&mut rng, &[LLM_HIDDEN], 0.1));
+    t.insert(
+        "model.mm_projector.0.weight".into(),
+        randn(&mut rng, &[LLM_HIDDEN, VISION_WIDTH], 0.3),
+    );
+    t.insert(
+        "model.mm_projector.0.bias".into(),
+        randn(&mut rng, &[LLM_HIDDEN], 0.1),
+    );
+    t.insert(
+        "model.mm_projector.2.weight".into(),
+        randn(&mut rng, &[LLM_HIDDEN, LLM_HIDDEN], 0.3),
+    );
+    t.insert(
+        "model.mm_projector.2.bias".into(),
+        randn(&mut rng, &[LLM_HIDDEN], 0.1),
+    );
     t
 }
 
@@ -324,7 +381,9 @@ pub fn write_models(dir: &Path, seed: u64) -> Result<TinyModels> {
     save_torch_zip(&encoder_bin, &tower)?;
     write(
         &enc_dir.join("open_clip_config.json"),
-        serde_json::to_string_pretty(&openclip_config()).expect("json").as_bytes(),
+        serde_json::to_string_pretty(&openclip_config())
+            .expect("json")
+            .as_bytes(),
     )?;
     let projector = dir.join("projector").join("mm_projector.bin");
     std::fs::create_dir_all(projector.parent().expect("has parent")).map_err(io(dir))?;
@@ -336,9 +395,14 @@ pub fn write_models(dir: &Path, seed: u64) -> Result<TinyModels> {
     write(&llm.join("tokenizer.json"), tok.to_string().as_bytes())?;
     write(
         &llm.join("config.json"),
-        serde_json::to_string_pretty(&llama_config(vocab)).expect("json").as_bytes(),
+        serde_json::to_string_pretty(&llama_config(vocab))
+            .expect("json")
+            .as_bytes(),
     )?;
-    save_safetensors(&llm.join("model.safetensors"), &llama_tensors(vocab, seed + 2))?;
+    save_safetensors(
+        &llm.join("model.safetensors"),
+        &llama_tensors(vocab, seed + 2),
+    )?;
     Ok(TinyModels {
         encoder,
         encoder_bin,
@@ -383,14 +447,19 @@ pub struct Row {
 
 pub fn rows(task: Task, n: usize, seed: u64) -> Vec<Row> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let words = ["stop", "dakota", "coffee", "24", "red", "exit", "the", "bus"];
+    let words = [
+        "stop", "dakota", "coffee", "24", "red", "exit", "the", "bus",
+    ];
     (0..n)
         .map(|i| {
             let w = words[i % words.len()].to_string();
             let (question, answers, category, dataset) = match task {
                 Task::TextVqa => (
                     format!("what is written on the sign number {i}?"),
-                    vec![w.clone(); 9].into_iter().chain([words[(i + 1) % 8].to_string()]).collect(),
+                    vec![w.clone(); 9]
+                        .into_iter()
+                        .chain([words[(i + 1) % 8].to_string()])
+                        .collect(),
                     String::new(),
                     String::new(),
                 ),
@@ -428,7 +497,13 @@ fn py_list(items: &[String]) -> String {
 /// the path to pass as `--data`.
 pub fn write_dataset(dir: &Path, task: Task, format: &str, rows: &[Row]) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let ext = |r: &Row| if r.image.starts_with(b"\x89PNG") { "png" } else { "jpg" };
+    let ext = |r: &Row| {
+        if r.image.starts_with(b"\x89PNG") {
+            "png"
+        } else {
+            "jpg"
+        }
+    };
     match format {
         "json" => match task {
             Task::TextVqa => {
@@ -436,7 +511,10 @@ pub fn write_dataset(dir: &Path, task: Task, format: &str, rows: &[Row]) -> Resu
                 for (i, r) in rows.iter().enumerate() {
                     let image_id = format!("{:016x}", 0xabc0 + i);
                     // TextVQA images are .jpg by name whatever their codec; the decoder sniffs.
-                    write(&dir.join("train_images").join(format!("{image_id}.jpg")), &r.image)?;
+                    write(
+                        &dir.join("train_images").join(format!("{image_id}.jpg")),
+                        &r.image,
+                    )?;
                     data.push(json!({"question": r.question, "question_id": 34602 + i, "image_id": image_id,
                                      "answers": r.answers, "set_name": "val", "image_classes": [],
                                      "question_tokens": []}));
@@ -451,10 +529,20 @@ pub fn write_dataset(dir: &Path, task: Task, format: &str, rows: &[Row]) -> Resu
                     let name = format!("{}{i}.{}", 41699051005347u64 + i as u64, ext(r));
                     write(&dir.join("png").join(&name), &r.image)?;
                     let v = json!({"imgname": name, "query": r.question, "label": r.answers[0]});
-                    if r.category == "human" { human.push(v) } else { aug.push(v) }
+                    if r.category == "human" {
+                        human.push(v)
+                    } else {
+                        aug.push(v)
+                    }
                 }
-                write(&dir.join("test_human.json"), json!(human).to_string().as_bytes())?;
-                write(&dir.join("test_augmented.json"), json!(aug).to_string().as_bytes())?;
+                write(
+                    &dir.join("test_human.json"),
+                    json!(human).to_string().as_bytes(),
+                )?;
+                write(
+                    &dir.join("test_augmented.json"),
+                    json!(aug).to_string().as_bytes(),
+                )?;
                 Ok(dir.to_path_buf())
             }
             Task::OcrBench => {
@@ -466,7 +554,12 @@ pub fn write_dataset(dir: &Path, task: Task, format: &str, rows: &[Row]) -> Resu
                                      "answers": r.answers[0], "type": r.category}));
                 }
                 let p = dir.join("OCRBench.json");
-                write(&p, serde_json::to_string_pretty(&list).expect("json").as_bytes())?;
+                write(
+                    &p,
+                    serde_json::to_string_pretty(&list)
+                        .expect("json")
+                        .as_bytes(),
+                )?;
                 Ok(p)
             }
         },
@@ -482,8 +575,16 @@ pub fn write_dataset(dir: &Path, task: Task, format: &str, rows: &[Row]) -> Resu
                 let img = b64.encode(&r.image);
                 let line = match task {
                     Task::TextVqa => format!("{i}\t{img}\t{}\t{}", r.question, py_list(&r.answers)),
-                    Task::ChartQa => format!("{i}\t{img}\t{}\t{}\ttest_{}", r.question, r.answers[0], r.category),
-                    Task::OcrBench => format!("{i}\t{img}\t{}\t{}\t{}", r.question, py_list(&r.answers), r.category),
+                    Task::ChartQa => format!(
+                        "{i}\t{img}\t{}\t{}\ttest_{}",
+                        r.question, r.answers[0], r.category
+                    ),
+                    Task::OcrBench => format!(
+                        "{i}\t{img}\t{}\t{}\t{}",
+                        r.question,
+                        py_list(&r.answers),
+                        r.category
+                    ),
                 };
                 s.push_str(&line);
                 s.push('\n');
@@ -497,7 +598,9 @@ pub fn write_dataset(dir: &Path, task: Task, format: &str, rows: &[Row]) -> Resu
             write_parquet(&p, task, rows)?;
             Ok(p)
         }
-        other => Err(EvalError::Usage(format!("unknown fixture format '{other}'"))),
+        other => Err(EvalError::Usage(format!(
+            "unknown fixture format '{other}'"
+        ))),
     }
 }
 
@@ -508,7 +611,9 @@ pub fn write_parquet(path: &Path, task: Task, rows: &[Row]) -> Result<()> {
     use parquet::file::writer::SerializedFileWriter;
     use parquet::schema::parser::parse_message_type;
     use std::sync::Arc;
-    let list = |name: &str| format!("optional group {name} (LIST) {{ repeated group list {{ optional binary element (UTF8); }} }}");
+    let list = |name: &str| {
+        format!("optional group {name} (LIST) {{ repeated group list {{ optional binary element (UTF8); }} }}")
+    };
     let image = "optional group image { optional binary bytes; optional binary path (UTF8); }";
     let schema = match task {
         Task::TextVqa => format!("message schema {{ optional int32 question_id; optional binary question (UTF8); {} {image} {} }}", list("answers"), list("ocr_tokens")),
@@ -517,15 +622,17 @@ pub fn write_parquet(path: &Path, task: Task, rows: &[Row]) -> Result<()> {
     };
     let schema = Arc::new(parse_message_type(&schema).map_err(|e| ferr(path, e))?);
     let file = std::fs::File::create(path).map_err(io(path))?;
-    let mut w = SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))
-        .map_err(|e| ferr(path, e))?;
+    let mut w =
+        SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))
+            .map_err(|e| ferr(path, e))?;
     let mut rg = w.next_row_group().map_err(|e| ferr(path, e))?;
     enum Leaf {
         I32(Vec<i32>),
         Str(Vec<Vec<u8>>, i16),
         List(Vec<Vec<String>>),
     }
-    let strs = |f: &dyn Fn(&Row) -> String| Leaf::Str(rows.iter().map(|r| f(r).into_bytes()).collect(), 1);
+    let strs =
+        |f: &dyn Fn(&Row) -> String| Leaf::Str(rows.iter().map(|r| f(r).into_bytes()).collect(), 1);
     let images = Leaf::Str(rows.iter().map(|r| r.image.clone()).collect(), 2);
     let paths = Leaf::Str(rows.iter().map(|_| b"img.png".to_vec()).collect(), 2);
     let leaves = match task {
@@ -565,9 +672,18 @@ pub fn write_parquet(path: &Path, task: Task, rows: &[Row]) -> Result<()> {
                 .map(|_| ()),
             Leaf::Str(v, def) => {
                 // An empty value is written as null (a row without an image, in tests).
-                let defs: Vec<i16> = v.iter().map(|b| if b.is_empty() { def - 1 } else { def }).collect();
-                let vals: Vec<ByteArray> = v.into_iter().filter(|b| !b.is_empty()).map(ByteArray::from).collect();
-                col.typed::<ByteArrayType>().write_batch(&vals, Some(&defs), None).map(|_| ())
+                let defs: Vec<i16> = v
+                    .iter()
+                    .map(|b| if b.is_empty() { def - 1 } else { def })
+                    .collect();
+                let vals: Vec<ByteArray> = v
+                    .into_iter()
+                    .filter(|b| !b.is_empty())
+                    .map(ByteArray::from)
+                    .collect();
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), None)
+                    .map(|_| ())
             }
             Leaf::List(rows) => {
                 let (mut vals, mut defs, mut reps) = (Vec::new(), Vec::new(), Vec::new());
@@ -582,7 +698,9 @@ pub fn write_parquet(path: &Path, task: Task, rows: &[Row]) -> Result<()> {
                         reps.push(if i == 0 { 0 } else { 1 });
                     }
                 }
-                col.typed::<ByteArrayType>().write_batch(&vals, Some(&defs), Some(&reps)).map(|_| ())
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), Some(&reps))
+                    .map(|_| ())
             }
         };
         res.map_err(|e| ferr(path, e))?;
@@ -593,14 +711,22 @@ pub fn write_parquet(path: &Path, task: Task, rows: &[Row]) -> Result<()> {
     Ok(())
 }
 
+/// One written dataset: task, layout (`json`, `tsv`, `parquet`), the path for `--data`.
+pub type DataSet = (Task, String, PathBuf);
+
 /// Models plus every task in every format under `dir`; returns `(task, format, --data path)`.
-pub fn write_all(dir: &Path, n: usize, seed: u64) -> Result<(TinyModels, Vec<(Task, String, PathBuf)>)> {
+pub fn write_all(dir: &Path, n: usize, seed: u64) -> Result<(TinyModels, Vec<DataSet>)> {
     let models = write_models(&dir.join("models"), seed)?;
     let mut sets = Vec::new();
     for task in [Task::TextVqa, Task::ChartQa, Task::OcrBench] {
         let r = rows(task, n, seed + 10);
         for format in ["json", "tsv", "parquet"] {
-            let p = write_dataset(&dir.join("data").join(task.name()).join(format), task, format, &r)?;
+            let p = write_dataset(
+                &dir.join("data").join(task.name()).join(format),
+                task,
+                format,
+                &r,
+            )?;
             sets.push((task, format.to_string(), p));
         }
     }

@@ -75,7 +75,10 @@ impl Llm {
         let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         if let Some(a) = raw.get("architectures").and_then(|a| a.as_array()) {
             let names: Vec<&str> = a.iter().filter_map(|x| x.as_str()).collect();
-            if !names.iter().any(|n| n.contains("Llama") || n.contains("Llava")) {
+            if !names
+                .iter()
+                .any(|n| n.contains("Llama") || n.contains("Llava"))
+            {
                 return Err(EvalError::Config {
                     path: config_file,
                     field: "architectures".into(),
@@ -92,23 +95,26 @@ impl Llm {
             return Err(EvalError::Config {
                 path: config_file,
                 field: "num_attention_heads".into(),
-                msg: "hidden_size, num_attention_heads and num_key_value_heads do not divide".into(),
+                msg: "hidden_size, num_attention_heads and num_key_value_heads do not divide"
+                    .into(),
             });
         }
         let files = weight_files(dir)?;
         for f in &files {
             crate::tensors::sniff(f)?;
         }
-        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(
-            |e| EvalError::Format {
-                path: files[0].clone(),
-                msg: format!("cannot read the safetensors files: {e}"),
-            },
-        )?;
+        let st =
+            unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(|e| {
+                EvalError::Format {
+                    path: files[0].clone(),
+                    msg: format!("cannot read the safetensors files: {e}"),
+                }
+            })?;
         check_tensors(&st, &config, &files)?;
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
             .ctx(|| format!("{}: opening weights", dir.display()))?;
-        let model = Llama::load(vb, &config).ctx(|| format!("{}: building Llama", dir.display()))?;
+        let model =
+            Llama::load(vb, &config).ctx(|| format!("{}: building Llama", dir.display()))?;
         let tokenizer_file = dir.join("tokenizer.json");
         if !tokenizer_file.exists() {
             return Err(EvalError::Tokenizer {
@@ -116,10 +122,11 @@ impl Llm {
                 msg: "not found (the directory needs a tokenizer.json)".into(),
             });
         }
-        let tokenizer = Tokenizer::from_file(&tokenizer_file).map_err(|e| EvalError::Tokenizer {
-            path: tokenizer_file.clone(),
-            msg: e.to_string(),
-        })?;
+        let tokenizer =
+            Tokenizer::from_file(&tokenizer_file).map_err(|e| EvalError::Tokenizer {
+                path: tokenizer_file.clone(),
+                msg: e.to_string(),
+            })?;
         let vocab = tokenizer.get_vocab_size(true);
         if vocab > config.vocab_size {
             return Err(EvalError::Tokenizer {
@@ -130,8 +137,8 @@ impl Llm {
                 ),
             });
         }
-        let template = Cache::new(true, dtype, &config, device)
-            .ctx(|| "building the rotary tables".into())?;
+        let template =
+            Cache::new(true, dtype, &config, device).ctx(|| "building the rotary tables".into())?;
         let eos = match &config.eos_token_id {
             Some(LlamaEosToks::Single(t)) => vec![*t],
             Some(LlamaEosToks::Multiple(v)) => v.clone(),
@@ -225,8 +232,11 @@ impl Llm {
                     .ctx(ctx)?
             } else {
                 let gen = self.embed(&tokens)?;
-                let all = Tensor::cat(&[&prompt.to_dtype(gen.dtype()).ctx(ctx)?, &gen], 1).ctx(ctx)?;
-                self.model.forward_input_embed(&all, 0, &mut cache).ctx(ctx)?
+                let all =
+                    Tensor::cat(&[&prompt.to_dtype(gen.dtype()).ctx(ctx)?, &gen], 1).ctx(ctx)?;
+                self.model
+                    .forward_input_embed(&all, 0, &mut cache)
+                    .ctx(ctx)?
             };
         }
         Ok(Generation {

@@ -130,14 +130,17 @@ pub fn load(path: &Path, opts: &TowerOptions, device: &Device) -> Result<VisionT
     }
     let (width, patch) = (cdims[0], cdims[2]);
     let mut layers = 0;
-    while file
-        .tensors
-        .contains_key(&key(prefix, &format!("transformer.resblocks.{layers}.ln_1.weight")))
-    {
+    while file.tensors.contains_key(&key(
+        prefix,
+        &format!("transformer.resblocks.{layers}.ln_1.weight"),
+    )) {
         layers += 1;
     }
     if layers == 0 {
-        return Err(missing("transformer.resblocks.0.ln_1.weight", " (no transformer blocks)"));
+        return Err(missing(
+            "transformer.resblocks.0.ln_1.weight",
+            " (no transformer blocks)",
+        ));
     }
     let pos = raw("positional_embedding")?;
     let pdims = pos.dims().to_vec();
@@ -219,8 +222,14 @@ pub fn load(path: &Path, opts: &TowerOptions, device: &Device) -> Result<VisionT
         let r = format!("transformer.resblocks.{i}");
         let b = format!("blocks.block{i}");
         for (src, dst) in [("ln_1", "ln1"), ("ln_2", "ln2")] {
-            named.insert(format!("{b}.{dst}.scale"), get(&format!("{r}.{src}.weight"), &[width])?);
-            named.insert(format!("{b}.{dst}.bias"), get(&format!("{r}.{src}.bias"), &[width])?);
+            named.insert(
+                format!("{b}.{dst}.scale"),
+                get(&format!("{r}.{src}.weight"), &[width])?,
+            );
+            named.insert(
+                format!("{b}.{dst}.bias"),
+                get(&format!("{r}.{src}.bias"), &[width])?,
+            );
         }
         let lin: [(&str, &str, usize, usize); 4] = [
             ("attn.in_proj", "attn.qkv", width, 3 * width),
@@ -239,7 +248,10 @@ pub fn load(path: &Path, opts: &TowerOptions, device: &Device) -> Result<VisionT
             named.insert(format!("{b}.{dst}.b"), get(&bn, &[out])?);
         }
         for ls in ["ls_1.gamma", "ls_2.gamma"] {
-            if file.tensors.contains_key(&key(prefix, &format!("{r}.{ls}"))) {
+            if file
+                .tensors
+                .contains_key(&key(prefix, &format!("{r}.{ls}")))
+            {
                 return Err(EvalError::Unexpected {
                     path: path.into(),
                     name: key(prefix, &format!("{r}.{ls}")),
@@ -265,10 +277,7 @@ pub fn load(path: &Path, opts: &TowerOptions, device: &Device) -> Result<VisionT
             });
         }
         if rest.starts_with("transformer.resblocks.") {
-            let idx: Option<usize> = rest
-                .split('.')
-                .nth(2)
-                .and_then(|s| s.parse().ok());
+            let idx: Option<usize> = rest.split('.').nth(2).and_then(|s| s.parse().ok());
             if idx.is_none_or(|i| i >= layers) {
                 return Err(EvalError::Unexpected {
                     path: path.into(),
@@ -299,9 +308,9 @@ pub fn load(path: &Path, opts: &TowerOptions, device: &Device) -> Result<VisionT
         .ctx(ctx)?;
     let vit = vit_pretrained::from_named(&mut ps, d, patch, cfg.image_size, &named, Some(posemb))
         .map_err(|e| EvalError::Format {
-            path: path.into(),
-            msg: e.to_string(),
-        })?;
+        path: path.into(),
+        msg: e.to_string(),
+    })?;
     drop(file);
     Ok(VisionTower {
         vit,
@@ -368,7 +377,10 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
                 ));
             }
         }
-        head_width = vc.get("head_width").and_then(|x| x.as_u64()).map(|x| x as usize);
+        head_width = vc
+            .get("head_width")
+            .and_then(|x| x.as_u64())
+            .map(|x| x as usize);
         if let Some(eps) = vc.get("eps").and_then(|x| x.as_f64()) {
             if (eps - ovbench_train::config::LN_EPS).abs() > 1e-12 {
                 return Err(cerr(
@@ -409,7 +421,10 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
     if let Some(s) = triple("std")? {
         cfg.std = s;
     }
-    if let Some(i) = pre.and_then(|p| p.get("interpolation")).and_then(|x| x.as_str()) {
+    if let Some(i) = pre
+        .and_then(|p| p.get("interpolation"))
+        .and_then(|x| x.as_str())
+    {
         if !matches!(i, "bilinear" | "bicubic") {
             return Err(cerr(
                 "preprocess_cfg.interpolation",

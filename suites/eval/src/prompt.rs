@@ -83,9 +83,11 @@ impl TaskConfig {
                 vec!["ASSISTANT:".to_string()],
                 "\nAnswer the question using a single word or phrase.",
             ),
-            (Task::TextVqa, PromptStyle::Llava) => {
-                (128, vec![], "\nAnswer the question using a single word or phrase.")
-            }
+            (Task::TextVqa, PromptStyle::Llava) => (
+                128,
+                vec![],
+                "\nAnswer the question using a single word or phrase.",
+            ),
             (Task::ChartQa, _) => (16, vec![], "\nAnswer the question with a single word."),
             (Task::OcrBench, _) => (128, vec![], ""),
         };
@@ -147,7 +149,10 @@ pub fn py_capitalize(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         None => String::new(),
-        Some(f) => f.to_uppercase().chain(c.flat_map(|x| x.to_lowercase())).collect(),
+        Some(f) => f
+            .to_uppercase()
+            .chain(c.flat_map(|x| x.to_lowercase()))
+            .collect(),
     }
 }
 
@@ -177,10 +182,16 @@ mod tests {
             "What?\nReference OCR token: \nAnswer the question using a single word or phrase."
         );
         let c = TaskConfig::new(Task::ChartQa, PromptStyle::LmmsEval, false, Conv::VicunaV1);
-        assert_eq!(c.user_text("How many?", None), "How many?\nAnswer the question with a single word.");
+        assert_eq!(
+            c.user_text("How many?", None),
+            "How many?\nAnswer the question with a single word."
+        );
         assert_eq!(c.max_new_tokens, 16);
         let o = TaskConfig::new(Task::OcrBench, PromptStyle::LmmsEval, false, Conv::VicunaV1);
-        assert_eq!(o.user_text("  what is written? \n", None), "what is written?");
+        assert_eq!(
+            o.user_text("  what is written? \n", None),
+            "what is written?"
+        );
         let l = TaskConfig::new(Task::TextVqa, PromptStyle::Llava, true, Conv::VicunaV1);
         assert_eq!(
             l.user_text("what is the brand?", Some(&["DAKOTA".into(), "Camera".into()])),

@@ -137,7 +137,11 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
     let t_start = Instant::now();
     let ds: Dataset = data::load(o.task, &o.data, o.images.as_deref())?;
     let n_total = ds.items.len();
-    let items: Vec<&Item> = ds.items.iter().take(o.limit.unwrap_or(usize::MAX)).collect();
+    let items: Vec<&Item> = ds
+        .items
+        .iter()
+        .take(o.limit.unwrap_or(usize::MAX))
+        .collect();
 
     let t_load = Instant::now();
     let model = Model::load(o)?;
@@ -169,11 +173,14 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
 
     // Hashes of every weight file and of the configuration that decides the answers.
     let t_hash = Instant::now();
-    let mut weights = vec![json!({"role": "encoder", "path": o.encoder, "sha256": hash_file(&o.encoder)?})];
+    let mut weights =
+        vec![json!({"role": "encoder", "path": o.encoder, "sha256": hash_file(&o.encoder)?})];
     if let Some(c) = &model.tower.cfg.config_file {
         weights.push(json!({"role": "encoder-config", "path": c, "sha256": hash_file(c)?}));
     }
-    weights.push(json!({"role": "projector", "path": o.projector, "sha256": hash_file(&o.projector)?}));
+    weights.push(
+        json!({"role": "projector", "path": o.projector, "sha256": hash_file(&o.projector)?}),
+    );
     for f in &model.llm.weight_files {
         weights.push(json!({"role": "llm", "path": f, "sha256": hash_file(f)?}));
     }
@@ -194,7 +201,8 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         .iter()
         .filter_map(|w| w["sha256"].as_str())
         .collect();
-    let run_key = sha256_bytes(format!("{}\n{}", weight_hashes.join("\n"), task_config_sha256).as_bytes());
+    let run_key =
+        sha256_bytes(format!("{}\n{}", weight_hashes.join("\n"), task_config_sha256).as_bytes());
     let hash_s = t_hash.elapsed().as_secs_f64();
 
     let mut cache = match &o.cache {
@@ -209,7 +217,10 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
     let t_loop = Instant::now();
     for item in &items {
         let tc0 = Instant::now();
-        let key = cache::item_key(&run_key, &item.id);
+        let key = match &cache {
+            Some(_) => cache::item_key(&run_key, &item.id),
+            None => String::new(),
+        };
         let hit = cache.as_ref().and_then(|c| c.get(&key)).cloned();
         cache_s += tc0.elapsed().as_secs_f64();
         if let Some(e) = hit {
@@ -268,7 +279,13 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
     }
     ovbench_harness::write_atomic(&o.predictions, jsonl.as_bytes())?;
     let preds = ovbench_score::readers::read_predictions(&o.predictions)?;
-    let report = ovbench_score::score(o.task, o.compat, &ds.annotations, &preds, MatchPolicy::default())?;
+    let report = ovbench_score::score(
+        o.task,
+        o.compat,
+        &ds.annotations,
+        &preds,
+        MatchPolicy::default(),
+    )?;
     let end_mem = ovbench_harness::alloc::snapshot();
     let total_s = t_start.elapsed().as_secs_f64();
 
@@ -346,7 +363,11 @@ fn eval_item(
     let before = model.llm.embed(&ids[0])?;
     let after = model.llm.embed(&ids[1])?;
     let prompt = Tensor::cat(
-        &[&before, &image_emb.to_dtype(before.dtype()).ctx(ctx)?, &after],
+        &[
+            &before,
+            &image_emb.to_dtype(before.dtype()).ctx(ctx)?,
+            &after,
+        ],
         1,
     )
     .ctx(ctx)?;
@@ -374,10 +395,8 @@ fn progress(n: u64, quiet: bool) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(n),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
+    let pb =
+        indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{bar:30} {pos}/{len} questions  {per_sec}  ETA {eta}  ({elapsed})",
     ) {

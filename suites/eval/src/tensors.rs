@@ -94,11 +94,14 @@ pub fn load(path: &Path) -> Result<TensorFile> {
 impl TensorFile {
     /// The tensor `name` with the given shape, as f32.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self.tensors.get(name).ok_or_else(|| EvalError::MissingTensor {
-            path: self.path.clone(),
-            name: name.into(),
-            hint: String::new(),
-        })?;
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| EvalError::MissingTensor {
+                path: self.path.clone(),
+                name: name.into(),
+                hint: String::new(),
+            })?;
         check(&self.path, name, t, shape)?;
         Ok(t.clone())
     }

@@ -39,7 +39,10 @@ fn options(m: &TinyModels, task: Task, data: &Path, out: &Path) -> EvalOptions {
 }
 
 fn predictions(o: &ovbench_eval::Outcome) -> Vec<(String, String)> {
-    o.items.iter().map(|r| (r.id.clone(), r.prediction.clone())).collect()
+    o.items
+        .iter()
+        .map(|r| (r.id.clone(), r.prediction.clone()))
+        .collect()
 }
 
 #[test]
@@ -49,13 +52,14 @@ fn every_task_and_format_runs_end_to_end_and_scores() {
     let mut by_task: BTreeMap<&str, Vec<Vec<String>>> = BTreeMap::new();
     for (task, format, data) in &sets {
         let out = d.path().join("out").join(task.name()).join(format);
-        let o = run(&options(&m, *task, data, &out)).unwrap_or_else(|e| panic!("{task:?} {format}: {e}"));
+        let o = run(&options(&m, *task, data, &out))
+            .unwrap_or_else(|e| panic!("{task:?} {format}: {e}"));
         assert_eq!(o.report.n_scored, N, "{task:?} {format}");
         assert_eq!(o.computed, N);
         // The predictions file is what `ovbench score` reads.
         let preds = ovbench_score::readers::read_predictions(&out.join("preds.jsonl")).unwrap();
         assert_eq!(preds.items.len(), N);
-        assert_eq!(o.body["data"]["format"].as_str().unwrap().is_empty(), false);
+        assert!(!o.body["data"]["format"].as_str().unwrap().is_empty());
         assert!(o.body["throughput"]["new_tokens"].as_u64().unwrap() > 0);
         let mut texts: Vec<String> = o.items.iter().map(|r| r.prediction.clone()).collect();
         if *task == Task::ChartQa {
@@ -66,7 +70,10 @@ fn every_task_and_format_runs_end_to_end_and_scores() {
     // The same images and questions in three layouts give the same answers.
     for (task, runs) in by_task {
         assert_eq!(runs.len(), 3);
-        assert!(runs.iter().all(|r| r == &runs[0]), "{task}: formats disagree: {runs:?}");
+        assert!(
+            runs.iter().all(|r| r == &runs[0]),
+            "{task}: formats disagree: {runs:?}"
+        );
     }
 }
 
@@ -113,8 +120,18 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
         };
         let pixels = pre.pixels(&img, &Device::Cpu).unwrap();
         let emb = model.image_embeddings(&pixels, -2).unwrap();
-        let ids = model.prompt_ids(&Conv::Llama3.render(&tc.user_text(&r.question, None))).unwrap();
-        let prompt = Tensor::cat(&[&model.llm.embed(&ids[0]).unwrap(), &emb, &model.llm.embed(&ids[1]).unwrap()], 1).unwrap();
+        let ids = model
+            .prompt_ids(&Conv::Llama3.render(&tc.user_text(&r.question, None)))
+            .unwrap();
+        let prompt = Tensor::cat(
+            &[
+                &model.llm.embed(&ids[0]).unwrap(),
+                &emb,
+                &model.llm.embed(&ids[1]).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
         let with = model.llm.generate(&prompt, 48, &[], &[], true).unwrap();
         let without = model.llm.generate(&prompt, 48, &[], &[], false).unwrap();
         assert_eq!(with.tokens, without.tokens);
@@ -127,29 +144,85 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
 /// OpenCLIP's forward written out from the checkpoint's own tensors (conv patch embedding,
 /// position embedding on every token, PyTorch MultiheadAttention, erf GELU), as reference
 /// for the mapping onto the training ViT.
-fn openclip_reference(t: &BTreeMap<String, Tensor>, pixels: &Tensor, blocks: usize, heads: usize) -> Tensor {
+fn openclip_reference(
+    t: &BTreeMap<String, Tensor>,
+    pixels: &Tensor,
+    blocks: usize,
+    heads: usize,
+) -> Tensor {
     let g = |k: &str| t[&format!("visual.{k}")].clone();
     let d = fixture::VISION_WIDTH;
-    let x = pixels.conv2d(&g("conv1.weight"), 0, fixture::VISION_PATCH, 1, 1).unwrap();
+    let x = pixels
+        .conv2d(&g("conv1.weight"), 0, fixture::VISION_PATCH, 1, 1)
+        .unwrap();
     let x = x.flatten_from(2).unwrap().transpose(1, 2).unwrap();
     let cls = g("class_embedding").reshape((1, 1, d)).unwrap();
-    let mut x = Tensor::cat(&[&cls, &x], 1).unwrap().broadcast_add(&g("positional_embedding")).unwrap();
-    let ln = |x: &Tensor, w: Tensor, b: Tensor| candle_nn::LayerNorm::new(w, b, 1e-6).forward(x).unwrap();
-    let lin = |x: &Tensor, w: Tensor, b: Tensor| candle_nn::Linear::new(w, Some(b)).forward(x).unwrap();
+    let mut x = Tensor::cat(&[&cls, &x], 1)
+        .unwrap()
+        .broadcast_add(&g("positional_embedding"))
+        .unwrap();
+    let ln = |x: &Tensor, w: Tensor, b: Tensor| {
+        candle_nn::LayerNorm::new(w, b, 1e-6).forward(x).unwrap()
+    };
+    let lin =
+        |x: &Tensor, w: Tensor, b: Tensor| candle_nn::Linear::new(w, Some(b)).forward(x).unwrap();
     for i in 0..blocks {
         let r = format!("transformer.resblocks.{i}");
-        let h = ln(&x, g(&format!("{r}.ln_1.weight")), g(&format!("{r}.ln_1.bias")));
-        let qkv = lin(&h, g(&format!("{r}.attn.in_proj_weight")), g(&format!("{r}.attn.in_proj_bias")));
+        let h = ln(
+            &x,
+            g(&format!("{r}.ln_1.weight")),
+            g(&format!("{r}.ln_1.bias")),
+        );
+        let qkv = lin(
+            &h,
+            g(&format!("{r}.attn.in_proj_weight")),
+            g(&format!("{r}.attn.in_proj_bias")),
+        );
         let (b, n, _) = qkv.dims3().unwrap();
         let dh = d / heads;
-        let part = |k: usize| qkv.narrow(2, k * d, d).unwrap().reshape((b, n, heads, dh)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+        let part = |k: usize| {
+            qkv.narrow(2, k * d, d)
+                .unwrap()
+                .reshape((b, n, heads, dh))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
         let att = (part(0).matmul(&part(1).t().unwrap()).unwrap() / (dh as f64).sqrt()).unwrap();
         let att = candle_nn::ops::softmax_last_dim(&att).unwrap();
-        let y = att.matmul(&part(2)).unwrap().transpose(1, 2).unwrap().reshape((b, n, d)).unwrap();
-        x = (x + lin(&y, g(&format!("{r}.attn.out_proj.weight")), g(&format!("{r}.attn.out_proj.bias")))).unwrap();
-        let h = ln(&x, g(&format!("{r}.ln_2.weight")), g(&format!("{r}.ln_2.bias")));
-        let h = lin(&h, g(&format!("{r}.mlp.c_fc.weight")), g(&format!("{r}.mlp.c_fc.bias"))).gelu_erf().unwrap();
-        x = (x + lin(&h, g(&format!("{r}.mlp.c_proj.weight")), g(&format!("{r}.mlp.c_proj.bias")))).unwrap();
+        let y = att
+            .matmul(&part(2))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, n, d))
+            .unwrap();
+        x = (x + lin(
+            &y,
+            g(&format!("{r}.attn.out_proj.weight")),
+            g(&format!("{r}.attn.out_proj.bias")),
+        ))
+        .unwrap();
+        let h = ln(
+            &x,
+            g(&format!("{r}.ln_2.weight")),
+            g(&format!("{r}.ln_2.bias")),
+        );
+        let h = lin(
+            &h,
+            g(&format!("{r}.mlp.c_fc.weight")),
+            g(&format!("{r}.mlp.c_fc.bias")),
+        )
+        .gelu_erf()
+        .unwrap();
+        x = (x + lin(
+            &h,
+            g(&format!("{r}.mlp.c_proj.weight")),
+            g(&format!("{r}.mlp.c_proj.bias")),
+        ))
+        .unwrap();
     }
     x.narrow(1, 1, n_patches()).unwrap()
 }
@@ -159,7 +232,16 @@ fn n_patches() -> usize {
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(D::Minus1).unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(D::Minus1)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 #[test]
@@ -171,13 +253,20 @@ fn openclip_towers_load_into_the_training_vit_and_match_openclip_forward() {
     let pt = openclip::load(&m.encoder_bin, &TowerOptions::default(), &Device::Cpu).unwrap();
     assert_eq!(st.cfg.heads, 2, "head_width from open_clip_config.json");
     assert_eq!(st.cfg.image_size, fixture::VISION_SIZE);
-    assert!(st.cfg.ignored_tensors >= 3, "proj and the text tower are ignored");
+    assert!(
+        st.cfg.ignored_tensors >= 3,
+        "proj and the text tower are ignored"
+    );
     let pixels = Tensor::randn(0f32, 1.0, (1, 3, 32, 32), &Device::Cpu).unwrap();
     for layer in [-2i64, -1] {
         let a = st.features(&pixels, layer).unwrap();
         let b = pt.features(&pixels, layer).unwrap();
         assert_eq!(a.dims(), &[1, n_patches(), fixture::VISION_WIDTH]);
-        assert_eq!(max_abs(&a, &b), 0.0, "safetensors and PyTorch checkpoints differ");
+        assert_eq!(
+            max_abs(&a, &b),
+            0.0,
+            "safetensors and PyTorch checkpoints differ"
+        );
         let blocks = (fixture::VISION_LAYERS as i64 + layer + 1) as usize;
         let r = openclip_reference(&tensors, &pixels, blocks, 2);
         let err = max_abs(&a, &r);
@@ -226,7 +315,11 @@ fn err_of(o: &EvalOptions) -> String {
     }
 }
 
-fn rewrite_tower(src: &BTreeMap<String, Tensor>, path: &Path, f: impl Fn(&mut BTreeMap<String, Tensor>)) -> PathBuf {
+fn rewrite_tower(
+    src: &BTreeMap<String, Tensor>,
+    path: &Path,
+    f: impl Fn(&mut BTreeMap<String, Tensor>),
+) -> PathBuf {
     let mut t = src.clone();
     f(&mut t);
     fixture::save_safetensors(path, &t).unwrap();
@@ -252,22 +345,42 @@ fn malformed_inputs_give_errors_that_name_them() {
         t.remove("visual.transformer.resblocks.1.mlp.c_proj.bias");
     });
     let e = err_of(&o);
-    assert!(e.contains("missing.safetensors") && e.contains("visual.transformer.resblocks.1.mlp.c_proj.bias") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("missing.safetensors")
+            && e.contains("visual.transformer.resblocks.1.mlp.c_proj.bias")
+            && e.contains("missing"),
+        "{e}"
+    );
     o.encoder = rewrite_tower(&tower, &bad.join("shape.safetensors"), |t| {
-        t.insert("visual.transformer.resblocks.0.attn.out_proj.weight".into(), Tensor::zeros((32, 31), DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "visual.transformer.resblocks.0.attn.out_proj.weight".into(),
+            Tensor::zeros((32, 31), DType::F32, &Device::Cpu).unwrap(),
+        );
     });
     let e = err_of(&o);
-    assert!(e.contains("visual.transformer.resblocks.0.attn.out_proj.weight") && e.contains("[32, 31]"), "{e}");
+    assert!(
+        e.contains("visual.transformer.resblocks.0.attn.out_proj.weight") && e.contains("[32, 31]"),
+        "{e}"
+    );
     o.encoder = rewrite_tower(&tower, &bad.join("dtype.safetensors"), |t| {
-        t.insert("visual.ln_post.bias".into(), Tensor::zeros(32, DType::U8, &Device::Cpu).unwrap());
+        t.insert(
+            "visual.ln_post.bias".into(),
+            Tensor::zeros(32, DType::U8, &Device::Cpu).unwrap(),
+        );
     });
     let e = err_of(&o);
-    assert!(e.contains("visual.ln_post.bias") && e.contains("dtype U8"), "{e}");
+    assert!(
+        e.contains("visual.ln_post.bias") && e.contains("dtype U8"),
+        "{e}"
+    );
     let bytes = std::fs::read(&m.encoder).unwrap();
     std::fs::write(bad.join("cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     o.encoder = bad.join("cut.safetensors");
     let e = err_of(&o);
-    assert!(e.contains("cut.safetensors") && e.contains("safetensors"), "{e}");
+    assert!(
+        e.contains("cut.safetensors") && e.contains("safetensors"),
+        "{e}"
+    );
     let bytes = std::fs::read(&m.encoder_bin).unwrap();
     std::fs::write(bad.join("cut.bin"), &bytes[..bytes.len() - 300]).unwrap();
     o.encoder = bad.join("cut.bin");
@@ -276,16 +389,25 @@ fn malformed_inputs_give_errors_that_name_them() {
     std::fs::write(bad.join("notes.bin"), b"these are not weights\n").unwrap();
     o.encoder = bad.join("notes.bin");
     let e = err_of(&o);
-    assert!(e.contains("notes.bin") && e.contains("neither a safetensors file nor a PyTorch"), "{e}");
+    assert!(
+        e.contains("notes.bin") && e.contains("neither a safetensors file nor a PyTorch"),
+        "{e}"
+    );
 
     // Projector of the wrong width for this LLM.
     let mut o = base.clone();
     let mut p = fixture::projector_tensors(1);
-    p.insert("model.mm_projector.2.weight".into(), Tensor::zeros((64, 48), DType::F32, &Device::Cpu).unwrap());
+    p.insert(
+        "model.mm_projector.2.weight".into(),
+        Tensor::zeros((64, 48), DType::F32, &Device::Cpu).unwrap(),
+    );
     o.projector = bad.join("proj.safetensors");
     fixture::save_safetensors(&o.projector, &p).unwrap();
     let e = err_of(&o);
-    assert!(e.contains("proj.safetensors") && e.contains("model.mm_projector.2.weight"), "{e}");
+    assert!(
+        e.contains("proj.safetensors") && e.contains("model.mm_projector.2.weight"),
+        "{e}"
+    );
 
     // LLM: missing tensor, wrong shape, broken tokenizer, config field.
     let llm = bad.join("llm");
@@ -293,7 +415,8 @@ fn malformed_inputs_give_errors_that_name_them() {
     for f in ["config.json", "tokenizer.json"] {
         std::fs::copy(m.llm.join(f), llm.join(f)).unwrap();
     }
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(m.llm.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.llm.join("config.json")).unwrap()).unwrap();
     let v = cfg["vocab_size"].as_u64().unwrap() as usize;
     let mut t = fixture::llama_tensors(v, 1);
     t.remove("model.layers.1.mlp.up_proj.weight");
@@ -301,19 +424,38 @@ fn malformed_inputs_give_errors_that_name_them() {
     let mut o = base.clone();
     o.llm = llm.clone();
     let e = err_of(&o);
-    assert!(e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("missing"),
+        "{e}"
+    );
     let mut t = fixture::llama_tensors(v, 1);
-    t.insert("model.layers.0.self_attn.k_proj.weight".into(), Tensor::zeros((64, 64), DType::F32, &Device::Cpu).unwrap());
+    t.insert(
+        "model.layers.0.self_attn.k_proj.weight".into(),
+        Tensor::zeros((64, 64), DType::F32, &Device::Cpu).unwrap(),
+    );
     fixture::save_safetensors(&llm.join("model.safetensors"), &t).unwrap();
     let e = err_of(&o);
-    assert!(e.contains("model.layers.0.self_attn.k_proj.weight") && e.contains("[64, 64]"), "{e}");
-    fixture::save_safetensors(&llm.join("model.safetensors"), &fixture::llama_tensors(v, 1)).unwrap();
+    assert!(
+        e.contains("model.layers.0.self_attn.k_proj.weight") && e.contains("[64, 64]"),
+        "{e}"
+    );
+    fixture::save_safetensors(
+        &llm.join("model.safetensors"),
+        &fixture::llama_tensors(v, 1),
+    )
+    .unwrap();
     std::fs::write(llm.join("tokenizer.json"), b"{\"model\": 3}").unwrap();
     let e = err_of(&o);
-    assert!(e.contains("tokenizer.json") && e.contains("tokenizer"), "{e}");
+    assert!(
+        e.contains("tokenizer.json") && e.contains("tokenizer"),
+        "{e}"
+    );
     std::fs::write(llm.join("config.json"), b"{\"hidden_size\": 64}").unwrap();
     let e = err_of(&o);
-    assert!(e.contains("config.json") && e.contains("intermediate_size"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("intermediate_size"),
+        "{e}"
+    );
 
     // Dataset rows without an image, in each format.
     let mut rows2 = rows.clone();
@@ -322,20 +464,32 @@ fn malformed_inputs_give_errors_that_name_them() {
     let mut o = base.clone();
     o.data = tsv;
     let e = err_of(&o);
-    assert!(e.contains("TextVQA_VAL.tsv:3") && e.contains("image"), "{e}");
+    assert!(
+        e.contains("TextVQA_VAL.tsv:3") && e.contains("image"),
+        "{e}"
+    );
     let pq = fixture::write_dataset(&bad.join("pq"), Task::TextVqa, "parquet", &rows2).unwrap();
     o.data = pq;
     let e = err_of(&o);
-    assert!(e.contains(".parquet row 1") && e.contains("row has no image"), "{e}");
+    assert!(
+        e.contains(".parquet row 1") && e.contains("row has no image"),
+        "{e}"
+    );
     let js = fixture::write_dataset(&bad.join("js"), Task::TextVqa, "json", &rows).unwrap();
     std::fs::remove_file(bad.join("js/train_images/000000000000abc1.jpg")).unwrap();
     o.data = js;
     let e = err_of(&o);
-    assert!(e.contains("TextVQA_0.5.1_val.json") && e.contains("abc1.jpg does not exist"), "{e}");
+    assert!(
+        e.contains("TextVQA_0.5.1_val.json") && e.contains("abc1.jpg does not exist"),
+        "{e}"
+    );
     // An image that is not an image.
     let mut rows3 = rows.clone();
     rows3[0].image = b"GIF89a not really an image, only text long enough to be a base64 cell and not a row reference".to_vec();
     o.data = fixture::write_dataset(&bad.join("gif"), Task::TextVqa, "tsv", &rows3).unwrap();
     let e = err_of(&o);
-    assert!(e.contains("TextVQA_VAL.tsv:2") && e.contains("cannot decode the image"), "{e}");
+    assert!(
+        e.contains("TextVQA_VAL.tsv:2") && e.contains("cannot decode the image"),
+        "{e}"
+    );
 }
