@@ -493,3 +493,31 @@ fn malformed_inputs_give_errors_that_name_them() {
         "{e}"
     );
 }
+
+#[test]
+fn ocr_tokens_from_parquet_reach_the_prompt() {
+    let d = tempfile::tempdir().unwrap();
+    let m = fixture::write_models(&d.path().join("m"), 11).unwrap();
+    let rows = fixture::rows(Task::TextVqa, 2, 12);
+    let data =
+        fixture::write_dataset(&d.path().join("d"), Task::TextVqa, "parquet", &rows).unwrap();
+    let prompt_tokens = |style: PromptStyle, ocr: bool| -> Vec<u64> {
+        let mut o = options(&m, Task::TextVqa, &data, d.path());
+        o.style = style;
+        o.ocr = ocr;
+        o.max_new_tokens = Some(2);
+        let out = run(&o).unwrap();
+        out.items.iter().map(|r| r.prompt_tokens as u64).collect()
+    };
+    let plain = prompt_tokens(PromptStyle::LmmsEval, false);
+    let ocr = prompt_tokens(PromptStyle::LmmsEval, true);
+    let llava = prompt_tokens(PromptStyle::Llava, true);
+    // "\nReference OCR token: <w>, exit" adds the same text in both styles.
+    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, true, Conv::Llama3);
+    let with = tc.user_text("q?", Some(&rows[0].ocr));
+    assert!(with.contains(&format!("Reference OCR token: {}, exit", rows[0].ocr[0])));
+    for i in 0..2 {
+        assert!(ocr[i] > plain[i] + 5, "{ocr:?} vs {plain:?}");
+        assert_eq!(llava[i], ocr[i], "{llava:?} vs {ocr:?}");
+    }
+}
