@@ -32,7 +32,7 @@ ovbench's initial weights, batch, kept-token indices and losses:
   torch_step.py (--record REC.json | --init DIR) [--recipe ov1|ov2|both] [--threads N]
       [--warmup 1 --steps 5] [--dtype f32|bf16] [--device cpu|cuda] [--out F]
       times warm-up + measured steps (same batch every step, a fresh random mask per step as
-      ovbench draws one): CUDA events on GPU, perf_counter on CPU, split into forward,
+      ovbench draws one; with --init, ovbench's own masks): CUDA events on GPU, perf_counter on CPU, split into forward,
       backward and optimizer as ovbench splits them (the loss is read outside the timed parts).
   torch_step.py --selftest   (a tiny CPU run, to check the script)
   torch_step.py --peak       (GPU matmul peak)
@@ -385,9 +385,27 @@ def check(d, recipe):
         if p.requires_grad != m["in_objective"]:
             problems.append(f"{m['name']}: trained torch {p.requires_grad}, ovbench {m['in_objective']}")
     opt = optimizer(model, meta["config"]["optimizer"]["weight_decay"])
-    total, cap, con = model(batch, keep["keep_step0"])
-    total.backward()
+    forward_only = len(meta["losses"]) < 2
+    with torch.set_grad_enabled(not forward_only):
+        total, cap, con = model(batch, keep["keep_step0"])
     l0 = {"total": total.item(), "caption": cap.item(), "contrastive": None if con is None else con.item()}
+    ov0 = meta["losses"][0]
+    out = {
+        "recipe": recipe, "export": d, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "params_torch": params, "params_ovbench": meta["params_total"],
+        "loss0_torch": l0["total"], "loss0_ovbench": ov0["total"], "loss0_rel_diff": rel(l0["total"], ov0["total"]),
+        "caption0_torch": l0["caption"], "caption0_ovbench": ov0["caption"],
+        "contrastive0_torch": l0["contrastive"], "contrastive0_ovbench": ov0["contrastive"],
+        "forward_only": forward_only,
+        "tolerances": {"loss0_rel": TOL_LOSS0, "loss1_rel": TOL_LOSS1, "grad_norm_rel": TOL_GRAD},
+    }
+    if out["loss0_rel_diff"] > TOL_LOSS0:
+        problems.append(f"step-0 loss: torch {l0['total']:.7f}, ovbench {ov0['total']:.7f} (rel diff {out['loss0_rel_diff']:.2e} > {TOL_LOSS0})")
+    if forward_only:
+        out["problems"] = problems
+        out["same_function"] = not problems
+        return out
+    total.backward()
     grads = []
     gmax = max((m["grad_norm"] or 0.0) for m in meta["params"])
     for n, p in model.named_parameters():
@@ -404,21 +422,13 @@ def check(d, recipe):
     opt.zero_grad(set_to_none=True)
     with torch.no_grad():
         t1, _, _ = model(batch, keep["keep_step1"])
-    ov0, ov1 = meta["losses"][0], meta["losses"][1]
-    out = {
-        "recipe": recipe, "export": d, "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "params_torch": params, "params_ovbench": meta["params_total"],
-        "loss0_torch": l0["total"], "loss0_ovbench": ov0["total"], "loss0_rel_diff": rel(l0["total"], ov0["total"]),
-        "caption0_torch": l0["caption"], "caption0_ovbench": ov0["caption"],
-        "contrastive0_torch": l0["contrastive"], "contrastive0_ovbench": ov0["contrastive"],
+    ov1 = meta["losses"][1]
+    out.update({
         "loss1_torch": t1.item(), "loss1_ovbench": ov1["total"], "loss1_rel_diff": rel(t1.item(), ov1["total"]),
         "grad_norms_compared": len(grads),
         "grad_norm_max_rel_diff": grads[0][0] if grads else 0.0,
         "grad_norm_worst": grads[0][1] if grads else None,
-        "tolerances": {"loss0_rel": TOL_LOSS0, "loss1_rel": TOL_LOSS1, "grad_norm_rel": TOL_GRAD},
-    }
-    if out["loss0_rel_diff"] > TOL_LOSS0:
-        problems.append(f"step-0 loss: torch {l0['total']:.7f}, ovbench {ov0['total']:.7f} (rel diff {out['loss0_rel_diff']:.2e} > {TOL_LOSS0})")
+    })
     if out["loss1_rel_diff"] > TOL_LOSS1:
         problems.append(f"step-1 loss: torch {t1.item():.7f}, ovbench {ov1['total']:.7f} (rel diff {out['loss1_rel_diff']:.2e} > {TOL_LOSS1})")
     if grads and grads[0][0] > TOL_GRAD:
@@ -431,9 +441,9 @@ def check(d, recipe):
 def run(mc, recipe, batch, dtype, warmup, steps, dev, init=None):
     torch.manual_seed(0)
     model = Model(mc, recipe)
-    data = None
+    data, keeps = None, {}
     if init:
-        data, _, _ = load_export(model, init)
+        data, keeps, _ = load_export(model, init)
     model = model.to(dev)
     opt = optimizer(model)
     if data is None:
@@ -451,8 +461,9 @@ def run(mc, recipe, batch, dtype, warmup, steps, dev, init=None):
             ev[0].record()
         else:
             t0 = time.perf_counter()
+        keep = keeps.get(f"keep_step{i}")  # ovbench's mask at this step, when exported
         with ac:
-            loss, _, _ = model(data)
+            loss, _, _ = model(data, None if keep is None else keep.to(dev))
         if cuda:
             ev[1].record()
         else:
@@ -572,11 +583,13 @@ def main():
             ap.error("--check needs --init")
         res = [check(os.path.join(a.init, r), r) for r in recipes]
         for r in res:
+            more = "" if r["forward_only"] else (
+                f"; step-1 loss torch {r['loss1_torch']:.7f} ovbench {r['loss1_ovbench']:.7f} "
+                f"(rel {r['loss1_rel_diff']:.1e}); grad norms max rel {r['grad_norm_max_rel_diff']:.1e} "
+                f"over {r['grad_norms_compared']}")
             print(f"{r['recipe']}: params torch {r['params_torch']} ovbench {r['params_ovbench']}; "
                   f"step-0 loss torch {r['loss0_torch']:.7f} ovbench {r['loss0_ovbench']:.7f} "
-                  f"(rel {r['loss0_rel_diff']:.1e}); step-1 loss torch {r['loss1_torch']:.7f} "
-                  f"ovbench {r['loss1_ovbench']:.7f} (rel {r['loss1_rel_diff']:.1e}); "
-                  f"grad norms max rel {r['grad_norm_max_rel_diff']:.1e} over {r['grad_norms_compared']}"
+                  f"(rel {r['loss0_rel_diff']:.1e})" + more
                   + ("" if r["same_function"] else "\n  DIFFERENT: " + "; ".join(r["problems"])))
         if a.out:
             emit(res, a.out, f"check: {a.out}")

@@ -10,7 +10,11 @@ For each configuration:
     tolerances stops the run (exit 1): timing two different functions would mean nothing.
  2. timing in alternation, A B A B ...: each round runs `ovbench step` (both recipes) then
     torch_step.py (both recipes, starting from the same exported weights and batch), with the
-    same threads, warm-up and measured steps.
+    same threads, warm-up and measured steps, and ovbench's masks, so that every step's loss
+    can be compared too (reported, not enforced). PyTorch runs with OMP_WAIT_POLICY=PASSIVE by
+    default (--omp-wait): its OpenMP workers otherwise spin, which on a loaded 2-core machine
+    made its element-wise ops several times slower (ovbench likewise keeps candle's spinning
+    element-wise pool to one thread).
  3. per configuration and recipe: median step time of each side over all measured steps of all
     rounds, the ratio ovbench / PyTorch (below 1: ovbench is faster), the min-max of the
     per-round ratios and a 95 % bootstrap interval of the ratio of medians (seeded).
@@ -20,22 +24,24 @@ import argparse, csv, datetime, json, os, platform, random, statistics, subproce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name: (model, resolution, batch, rounds, warmup, steps). Rounds and steps are sized so that a
-# full run takes about 25 minutes on 2 cores: L/14 steps take 40-70 s each on ovbench's side.
+# name: (model, resolution, batch, rounds, warmup, steps, check). Sized so that a full run takes
+# about 25 minutes on 2 cores: a B/16 224 px batch-4 step and an L/14 224 px batch-2 step each take
+# tens of seconds, so those get fewer rounds and a forward-only check ("forward": parameter count,
+# names, shapes and the step-0 loss; "full" adds the step-0 gradient norms and the step-1 loss).
 CONFIGS = {
-    "default": ("Ti/16", 112, 8, 3, 1, 3),
-    "ti224": ("Ti/16", 224, 8, 3, 1, 2),
-    "b224": ("B/16", 224, 8, 2, 1, 2),
-    "l224": ("L/14", 224, 2, 2, 1, 1),
+    "default": ("Ti/16", 112, 8, 3, 1, 2, "full"),
+    "ti224": ("Ti/16", 224, 8, 2, 1, 2, "full"),
+    "b224": ("B/16", 224, 4, 2, 1, 1, "forward"),
+    "l224": ("L/14", 224, 2, 1, 1, 1, "forward"),
 }
 
 
-def sh(cmd, log):
+def sh(cmd, log, env=None):
     """Runs `cmd`, its output appended to `log`; raises with the log's tail on failure."""
     with open(log, "a") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
-        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     if p.returncode != 0:
         tail = open(log).read()[-3000:]
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}\n{tail}")
@@ -86,6 +92,11 @@ def main():
     ap.add_argument("--steps", type=int, help="measured steps for every configuration")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads on both sides (default: all CPUs)")
     ap.add_argument("--check-only", action="store_true", help="the same-function check, no timing")
+    ap.add_argument("--full-check", action="store_true", help="gradient and step-1 check for every configuration")
+    ap.add_argument("--omp-wait", default="passive", choices=["passive", "active", "default"],
+                    help="OMP_WAIT_POLICY of the PyTorch process (default passive: its OpenMP workers "
+                         "sleep instead of spinning, which on a shared or loaded machine costs PyTorch "
+                         "far less; 'default' leaves the environment as it is)")
     ap.add_argument("--no-check", action="store_true", help="skip the same-function check (not for published numbers)")
     ap.add_argument("--out", default=os.path.join(ROOT, "results/torch-cpu"))
     ap.add_argument("--work", default=os.path.join(ROOT, "results/scratch/torch-cpu"),
@@ -109,8 +120,13 @@ def main():
     print(f"ovbench {a.bin} vs PyTorch ({a.python}), {a.threads} threads; log {log}", flush=True)
 
     checks, results, loads, provenances = {}, [], [], {}
+    tenv = dict(os.environ)
+    if a.omp_wait != "default":
+        tenv["OMP_WAIT_POLICY"] = a.omp_wait.upper()
     for name in names:
-        model, res, batch, rounds, warmup, steps = CONFIGS[name]
+        model, res, batch, rounds, warmup, steps, depth = CONFIGS[name]
+        if a.full_check:
+            depth = "full"
         if a.quick:
             rounds, warmup, steps = 2, 1, 2
         rounds = a.rounds or rounds
@@ -120,13 +136,15 @@ def main():
         d = os.path.join(work, name)
         os.makedirs(d, exist_ok=True)
         label = f"{model} {res} px b{batch}"
+        exp = os.path.join(d, "export")
+        sh([a.bin, "step", *shape, "--warmup", str(warmup), "--steps", str(steps), "--export-init", exp]
+           + (["--export-forward-only"] if depth == "forward" else []), log)
         if not a.no_check:
-            print(f"[{name}] {label}: same-function check ...", flush=True)
-            exp = os.path.join(d, "export")
-            sh([a.bin, "step", *shape, "--export-init", exp], log)
+            print(f"[{name}] {label}: same-function check ({depth}) ...", flush=True)
             cj = os.path.join(d, "check.json")
             p = subprocess.run([a.python, torch_step, "--init", exp, "--check", "--recipe", "both",
-                                "--threads", T, "--out", cj], cwd=ROOT, capture_output=True, text=True)
+                                "--threads", T, "--out", cj], cwd=ROOT, capture_output=True, text=True,
+                               env=tenv)
             print("  " + p.stdout.strip().replace("\n", "\n  "), flush=True)
             if p.returncode != 0 or not os.path.exists(cj):
                 print(p.stderr[-3000:], file=sys.stderr)
@@ -134,12 +152,11 @@ def main():
                       f"compute the same step; no timing is reported.", file=sys.stderr)
                 return 1
             checks[name] = json.load(open(cj))
-        else:
-            exp = None
         if a.check_only:
             continue
         ov, tc = {"ov1": [], "ov2": []}, {"ov1": [], "ov2": []}
         per_round = {"ov1": [], "ov2": []}
+        loss_diff = {"ov1": 0.0, "ov2": 0.0}
         provenance = None
         for r in range(rounds):
             l0 = os.getloadavg()[0]
@@ -149,9 +166,8 @@ def main():
                 "--out", rec], log)
             t1 = time.time()
             tj = os.path.join(d, f"torch-r{r}.json")
-            src = ["--init", exp] if exp else ["--record", rec]
-            sh([a.python, torch_step, *src, "--recipe", "both", "--device", "cpu", "--threads", T,
-                "--warmup", str(warmup), "--steps", str(steps), "--out", tj], log)
+            sh([a.python, torch_step, "--init", exp, "--recipe", "both", "--device", "cpu", "--threads", T,
+                "--warmup", str(warmup), "--steps", str(steps), "--out", tj], log, env=tenv)
             t2 = time.time()
             loads.append({"config": name, "round": r, "load1_before": l0, "load1_after": os.getloadavg()[0]})
             orec = json.load(open(rec))
@@ -161,8 +177,14 @@ def main():
             line = []
             for run in orec["runs"]:
                 k = run["recipe"]
+                tr = next(x for x in truns if x["recipe"] == k)
                 o = [s["total_s"] for s in run["samples"]]
-                t = [s["total_s"] for s in next(x for x in truns if x["recipe"] == k)["samples"]]
+                t = [s["total_s"] for s in tr["samples"]]
+                # Same weights, batch and masks: every step's loss should agree (later steps drift
+                # slightly, AdamW amplifying float differences in tiny gradients).
+                lo_ = run["warmup_losses"] + [s["loss"] for s in run["samples"]]
+                lt_ = tr["warmup_losses"] + [s["loss"] for s in tr["samples"]]
+                loss_diff[k] = max([loss_diff[k]] + [abs(x - y) / abs(x) for x, y in zip(lo_, lt_)])
                 ov[k] += o
                 tc[k] += t
                 per_round[k].append(median(o) / median(t))
@@ -178,7 +200,7 @@ def main():
                 "ovbench_median_s": mo, "torch_median_s": mt, "ratio": mo / mt,
                 "ratio_round_min": min(per_round[k]), "ratio_round_max": max(per_round[k]),
                 "ratio_ci95": [lo, hi], "ovbench_samples_s": ov[k], "torch_samples_s": tc[k],
-                "per_round_ratios": per_round[k],
+                "per_round_ratios": per_round[k], "loss_max_rel_diff": loss_diff[k],
             })
         provenances[name] = provenance
 
@@ -196,6 +218,7 @@ def main():
         "torch": torch_version,
         "host": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "os": platform.platform()},
         "threads": a.threads,
+        "torch_omp_wait_policy": tenv.get("OMP_WAIT_POLICY"),
         "wall_s": time.time() - started,
         "same_function": checks,
         "results": results,
@@ -214,18 +237,22 @@ def main():
         for name, cs in checks.items():
             m, r_, b, *_ = CONFIGS[name]
             for c in cs:
+                fo = c.get("forward_only")
                 print(f"| {m} {r_} px b{b} | {c['recipe']} | {c['params_torch']:,} | {c['loss0_ovbench']:.6f} | "
-                      f"{c['loss0_torch']:.6f} | {c['loss0_rel_diff']:.1e} | {c['loss1_rel_diff']:.1e} | {c['grad_norm_max_rel_diff']:.1e} |")
+                      f"{c['loss0_torch']:.6f} | {c['loss0_rel_diff']:.1e} | "
+                      + ("- | - |" if fo else f"{c['loss1_rel_diff']:.1e} | {c['grad_norm_max_rel_diff']:.1e} |"))
     if results:
-        rows = ["| configuration | recipe | ovbench step (median) | PyTorch step (median) | ratio ovbench / PyTorch | per-round min-max | 95 % bootstrap | rounds x steps |",
-                "|---|---|---|---|---|---|---|---|"]
+        rows = ["| configuration | recipe | ovbench step (median) | PyTorch step (median) | ratio ovbench / PyTorch | per-round min-max | 95 % bootstrap | rounds x steps | losses agree (max rel.) |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in results:
             rows.append(f"| {r['model']} {r['resolution']} px b{r['batch']} | {'OpenVision' if r['recipe'] == 'ov1' else 'OpenVision 2'} | "
                         f"{fmt_s(r['ovbench_median_s'])} | {fmt_s(r['torch_median_s'])} | **{r['ratio']:.2f}** | "
-                        f"{r['ratio_round_min']:.2f}-{r['ratio_round_max']:.2f} | {r['ratio_ci95'][0]:.2f}-{r['ratio_ci95'][1]:.2f} | "
-                        f"{r['rounds']} x {r['steps']} |")
+                        + (f"{r['ratio_round_min']:.2f}-{r['ratio_round_max']:.2f} | " if r['rounds'] > 1 else "- (1 round) | ")
+                        + (f"{r['ratio_ci95'][0]:.2f}-{r['ratio_ci95'][1]:.2f} | " if len(r['ovbench_samples_s']) > 1 else "- | ")
+                        + f"{r['rounds']} x {r['steps']} | {r['loss_max_rel_diff']:.0e} |")
         ls = [x["load1_before"] for x in loads]
-        foot = (f"\n{cpu_model()}, {os.cpu_count()} CPUs, {a.threads} threads each side; torch {torch_version}; "
+        foot = (f"\n{cpu_model()}, {os.cpu_count()} CPUs, {a.threads} threads each side; torch {torch_version} "
+                f"(OMP_WAIT_POLICY={tenv.get('OMP_WAIT_POLICY', 'unset')}); "
                 f"ovbench at git {head[:10]}{' (dirty tree)' if dirty else ''}; "
                 f"load average (1 min) at round starts {min(ls):.1f}-{max(ls):.1f}; wall {summary['wall_s'] / 60:.1f} min")
         table = "\n".join(rows) + "\n" + foot

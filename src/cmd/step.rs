@@ -86,6 +86,9 @@ pub struct StepArgs {
     /// step-0/1 losses under this folder, for scripts/torch_step.py's same-function check
     #[arg(long, hide = true)]
     pub export_init: Option<PathBuf>,
+    /// With --export-init: the step-0 loss only (no gradients, no update; large models)
+    #[arg(long, hide = true)]
+    pub export_forward_only: bool,
 }
 
 impl StepArgs {
@@ -168,14 +171,18 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
         ovbench_harness::alloc::retain_freed_memory();
     }
     if let Some(dir) = &args.export_init {
-        for e in ovbench_train::export::export(&cfg, dir)? {
-            let l = &e.meta.losses;
+        for e in ovbench_train::export::export(&cfg, dir, args.export_forward_only)? {
+            let losses: Vec<String> = e
+                .meta
+                .losses
+                .iter()
+                .map(|l| format!("step {} {:.7}", l.step, l.total))
+                .collect();
             println!(
-                "{}: {} parameters, loss step 0 {:.7} step 1 {:.7} -> {}",
+                "{}: {} parameters, loss {} -> {}",
                 e.recipe.key(),
                 e.meta.params_total,
-                l[0].total,
-                l[1].total,
+                losses.join(", "),
                 e.dir.display()
             );
         }

@@ -6,12 +6,14 @@
 //!   in [`ParamStore`] (`image_encoder.blocks.block0.attn.qkv.w`, ...), f32, candle's layout
 //!   (a Linear's `w` is (in, out));
 //! - `batch.safetensors`: the synthetic batch of the step runner (`images` f32; token ids and
-//!   targets as i64; weights f32) and `keep_step0` / `keep_step1` (B, K) i64, the patch indices
-//!   OpenVision 2 keeps at steps 0 and 1 (present for both recipes; OpenVision ignores them);
+//!   targets as i64; weights f32) and `keep_step<k>` (B, K) i64, the patch indices OpenVision 2
+//!   keeps at step k, for every step the runner would take (warm-up included; at least 0 and 1;
+//!   present for both recipes, OpenVision ignores them);
 //! - `meta.json` (`ovbench.export/1`): the configuration, each parameter's shape, module,
 //!   weight-decay flag, whether the objective reaches it and the L2 norm of its step-0
 //!   gradient, and the losses as ovbench computes them: step 0 from the exported weights, and
-//!   step 1 after one AdamW update on the same batch.
+//!   step 1 after one AdamW update on the same batch (`forward_only`: step 0 only, no
+//!   gradients, for the large configurations).
 //!
 //! The batch and mask seeds are derived exactly as [`crate::step::run`] derives them (a test
 //! checks that the exported step-0 loss equals the step runner's first loss).
@@ -110,12 +112,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
 }
 
 /// Writes every recipe of `cfg` under `dir` (see the module docs).
-pub fn export(cfg: &StepConfig, dir: &Path) -> Result<Vec<Exported>, ExportError> {
+pub fn export(
+    cfg: &StepConfig,
+    dir: &Path,
+    forward_only: bool,
+) -> Result<Vec<Exported>, ExportError> {
     let mcfg = cfg.validate().map_err(ExportError::Config)?;
     let device = cfg.device.open().map_err(ExportError::Device)?;
     cfg.recipes
         .iter()
-        .map(|&r| export_recipe(cfg, &mcfg, r, &device, &dir.join(r.key())))
+        .map(|&r| export_recipe(cfg, &mcfg, r, &device, &dir.join(r.key()), forward_only))
         .collect()
 }
 
@@ -145,6 +151,7 @@ fn export_recipe(
     recipe: Recipe,
     device: &Device,
     dir: &Path,
+    forward_only: bool,
 ) -> Result<Exported, ExportError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let precision = Precision {
@@ -171,7 +178,7 @@ fn export_recipe(
     drop(weights);
 
     let ids = |t: &Tensor| t.to_dtype(DType::I64);
-    let inputs: HashMap<&str, Tensor> = [
+    let mut inputs: HashMap<String, Tensor> = [
         ("images", batch.images.clone()),
         ("caption", ids(&batch.caption)?),
         ("alt_text", ids(&batch.alt_text)?),
@@ -181,11 +188,16 @@ fn export_recipe(
         ("v2_weights", batch.v2_weights.clone()),
         ("v1_targets", ids(&batch.v1_targets)?),
         ("v1_weights", batch.v1_weights.clone()),
-        ("keep_step0", keep_tensor(cfg, mcfg, 0, device)?),
-        ("keep_step1", keep_tensor(cfg, mcfg, 1, device)?),
     ]
     .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
     .collect();
+    for step in 0..(cfg.warmup + cfg.steps).max(2) {
+        inputs.insert(
+            format!("keep_step{step}"),
+            keep_tensor(cfg, mcfg, step, device)?,
+        );
+    }
     candle_core::safetensors::save(&inputs, dir.join("batch.safetensors"))?;
     drop(inputs);
 
@@ -201,6 +213,19 @@ fn export_recipe(
         caption: v.caption,
         contrastive: v.contrastive,
     });
+    let param = |p: &crate::params::Param, grad_norm| ExportedParam {
+        name: p.name.clone(),
+        shape: p.var.dims().to_vec(),
+        module: p.module,
+        decay: p.decay,
+        in_objective: p.in_objective,
+        grad_norm,
+    };
+    if forward_only {
+        drop(loss);
+        let exported = params.params.iter().map(|p| param(p, None)).collect();
+        return finish(cfg, mcfg, recipe, dir, params, exported, losses);
+    }
     let grads = built.model.backward(loss, params)?;
     let mut exported = Vec::with_capacity(params.params.len());
     for p in &params.params {
@@ -214,14 +239,7 @@ fn export_recipe(
             ),
             _ => None,
         };
-        exported.push(ExportedParam {
-            name: p.name.clone(),
-            shape: p.var.dims().to_vec(),
-            module: p.module,
-            decay: p.decay,
-            in_objective: p.in_objective,
-            grad_norm,
-        });
+        exported.push(param(p, grad_norm));
     }
     let mut opt = AdamW::new(&params.params, cfg.optimizer)?;
     opt.step(&params.params, &grads)?;
@@ -239,7 +257,18 @@ fn export_recipe(
         caption: v.caption,
         contrastive: v.contrastive,
     });
+    finish(cfg, mcfg, recipe, dir, params, exported, losses)
+}
 
+fn finish(
+    cfg: &StepConfig,
+    mcfg: &ModelConfig,
+    recipe: Recipe,
+    dir: &Path,
+    params: &crate::params::ParamStore,
+    exported: Vec<ExportedParam>,
+    losses: Vec<ExportedLoss>,
+) -> Result<Exported, ExportError> {
     let meta = ExportMeta {
         schema: EXPORT_SCHEMA.into(),
         recipe,
@@ -284,7 +313,7 @@ mod tests {
     fn export_matches_the_param_store_and_the_step_runner() {
         let cfg = tiny();
         let dir = tempfile_dir();
-        let out = export(&cfg, &dir).unwrap();
+        let out = export(&cfg, &dir, false).unwrap();
         let rec = run(&cfg, &mut NoProgress).unwrap();
         let mcfg = cfg.validate().unwrap();
         for e in &out {
@@ -319,6 +348,7 @@ mod tests {
                     .unwrap();
             assert_eq!(batch["images"].dims(), &[2, 3, 32, 32]);
             assert_eq!(batch["keep_step0"].dims(), &[2, mcfg.kept_tokens()]);
+            assert!(batch.contains_key("keep_step1"));
             assert_eq!(batch["v2_input"].dtype(), DType::I64);
             let run = rec.runs.iter().find(|r| r.recipe == e.recipe).unwrap();
             let l0 = e.meta.losses[0].total;
@@ -346,6 +376,13 @@ mod tests {
             assert_eq!(meta["params_total"], e.meta.params_total);
             assert_eq!(meta["losses"][0]["total"], l0);
             assert_eq!(meta["params"][0]["name"], "image_encoder.patch_embed.w");
+        }
+        // Forward only: the same step-0 loss, no gradients, no step 1.
+        let fwd = export(&cfg, &dir.join("fwd"), true).unwrap();
+        for (e, full) in fwd.iter().zip(&out) {
+            assert_eq!(e.meta.losses.len(), 1);
+            assert_eq!(e.meta.losses[0], full.meta.losses[0]);
+            assert!(e.meta.params.iter().all(|p| p.grad_norm.is_none()));
         }
         std::fs::remove_dir_all(&dir).ok();
     }
