@@ -56,10 +56,6 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     };
     let started = std::time::Instant::now();
     let ann = readers::read_annotations(task, &args.annotations, &ReadOptions::default())?;
-    let mut inputs = Vec::new();
-    for f in &ann.files {
-        inputs.push(input_entry("annotations", f, ann.format)?);
-    }
     let stem = format!("score-{task}");
     let json_path = record::default_path(&args.out, &stem);
     let csv_path = json_path.with_extension("items.csv");
@@ -71,6 +67,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
                 args.margin
             );
         }
+        let mut inputs = annotation_entries(&ann)?;
         let mut reports = Vec::new();
         for p in pair {
             let preds = readers::read_predictions(p)?;
@@ -112,9 +109,11 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     let read_s = started.elapsed().as_secs_f64();
     let report = ovbench_score::score(task, compat, &ann, &preds, policy)?;
     let score_s = started.elapsed().as_secs_f64() - read_s;
+    // Reading + scoring only, as timed on the lmms-eval side: hashing the inputs, collecting
+    // provenance and writing the results are bookkeeping and come after.
+    let mut inputs = annotation_entries(&ann)?;
     inputs.push(input_entry("predictions", pred_path, preds.format)?);
     print_report("", pred_path, &report);
-    // Reading + scoring only: hashing inputs and collecting provenance are bookkeeping.
     println!(
         "time: read {:.1} ms, score {:.1} ms",
         1e3 * read_s,
@@ -139,7 +138,17 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         json_path.display(),
         csv_path.display()
     );
+    // The process ends here: freeing the ~10^5 small strings of the annotations, predictions
+    // and per-item scores one by one would only delay the exit (about 3 ms for TextVQA val).
+    std::mem::forget((ann, preds, report));
     Ok(ExitCode::SUCCESS)
+}
+
+fn annotation_entries(ann: &ovbench_score::Annotations) -> anyhow::Result<Vec<serde_json::Value>> {
+    ann.files
+        .iter()
+        .map(|f| input_entry("annotations", f, ann.format))
+        .collect()
 }
 
 fn input_entry(role: &str, path: &Path, format: &str) -> anyhow::Result<serde_json::Value> {

@@ -4,12 +4,13 @@
 //! with mixed case, punctuation, articles and number words, so normalisation does real work.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use ovbench_score::readers::{self, ReadOptions};
 use ovbench_score::{
     score, Annotation, Annotations, Compat, Loc, MatchPolicy, Origin, PredKey, Prediction,
     Predictions, Task,
 };
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const WORDS: [&str; 16] = [
     "Coca-Cola",
@@ -88,8 +89,59 @@ fn data(n: usize) -> (Annotations, Predictions) {
     )
 }
 
+/// Writes `ann` and `preds` as `TextVQA_0.5.1_val.json` and a predictions JSONL, shaped like
+/// the files `scripts/score_vs_lmms_eval.py` generates.
+fn write_files(dir: &Path, ann: &Annotations, preds: &Predictions) -> (PathBuf, PathBuf) {
+    let data: Vec<serde_json::Value> = ann
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            serde_json::json!({"question_id": 34602 + i, "question": "what is written?",
+                "image_id": format!("{i:016x}"), "answers": a.answers, "set_name": "val"})
+        })
+        .collect();
+    let doc = serde_json::json!({"dataset_type": "val", "dataset_name": "textvqa",
+        "dataset_version": "0.5.1", "data": data});
+    let ann_path = dir.join("TextVQA_0.5.1_val.json");
+    std::fs::write(&ann_path, doc.to_string()).unwrap();
+    let lines: String = preds
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            serde_json::json!({"question_id": 34602 + i, "prediction": p.text}).to_string() + "\n"
+        })
+        .collect();
+    let pred_path = dir.join("predictions.jsonl");
+    std::fs::write(&pred_path, lines).unwrap();
+    (ann_path, pred_path)
+}
+
 fn bench(c: &mut Criterion) {
     let (ann, preds) = data(5000);
+    // Reading both files and scoring: the span `ovbench score` reports as "read" + "score".
+    let dir = tempfile::tempdir().unwrap();
+    let (ann_path, pred_path) = write_files(dir.path(), &ann, &preds);
+    c.bench_function("textvqa_5000_read_and_score_lmms-eval", |b| {
+        b.iter(|| {
+            let a = readers::read_annotations(
+                Task::TextVqa,
+                std::slice::from_ref(&ann_path),
+                &ReadOptions::default(),
+            )
+            .unwrap();
+            let p = readers::read_predictions(&pred_path).unwrap();
+            score(
+                Task::TextVqa,
+                Compat::LmmsEval,
+                &a,
+                &p,
+                MatchPolicy::default(),
+            )
+            .unwrap()
+        })
+    });
     for compat in [Compat::LmmsEval, Compat::Vlmevalkit] {
         c.bench_function(&format!("textvqa_5000_{}", compat.label()), |b| {
             b.iter(|| {

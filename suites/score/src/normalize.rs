@@ -2,7 +2,6 @@
 //! `process_answer`, and the two GT-Vision-Lab `vqaEval.py` revisions (spec §1.3, §1.5).
 
 use crate::py;
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// The 21 punctuation characters, in the order every toolkit visits them.
@@ -135,26 +134,63 @@ pub const CONTRACTIONS: [(&str, &str); 120] = [
     ("youve", "you've"),
 ];
 
-fn contractions() -> &'static HashMap<&'static str, &'static str> {
-    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
-    MAP.get_or_init(|| CONTRACTIONS.iter().copied().collect())
+/// The contraction table sorted by key (for a binary search, no hashing per word), and for
+/// each key length the set of first bytes that keys of that length start with.
+struct ContractionTable {
+    sorted: Vec<(&'static str, &'static str)>,
+    /// `first[len]` bit `b` (of 128) is set when some key of `len` bytes starts with byte `b`.
+    first: Vec<u128>,
+}
+
+fn contraction_table() -> &'static ContractionTable {
+    static TABLE: OnceLock<ContractionTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut sorted = CONTRACTIONS.to_vec();
+        sorted.sort_unstable_by_key(|&(k, _)| k);
+        let max = sorted.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut first = vec![0u128; max + 1];
+        for (k, _) in &sorted {
+            // Every key is ASCII.
+            first[k.len()] |= 1u128 << (k.as_bytes()[0] & 0x7f);
+        }
+        ContractionTable { sorted, first }
+    })
+}
+
+/// The contraction table's value for `w`, if `w` is one of its keys.
+fn contraction(w: &str) -> Option<&'static str> {
+    let t = contraction_table();
+    // Most words are not keys; their length and first byte rule them out at once.
+    match (t.first.get(w.len()), w.as_bytes().first()) {
+        (Some(set), Some(&b)) if b < 128 && set & (1u128 << b) != 0 => {}
+        _ => return None,
+    }
+    t.sorted
+        .binary_search_by(|&(k, _)| k.cmp(w))
+        .ok()
+        .map(|i| t.sorted[i].1)
 }
 
 fn number_map(w: &str) -> Option<&'static str> {
-    Some(match w {
-        "none" | "zero" => "0",
-        "one" => "1",
-        "two" => "2",
-        "three" => "3",
-        "four" => "4",
-        "five" => "5",
-        "six" => "6",
-        "seven" => "7",
-        "eight" => "8",
-        "nine" => "9",
-        "ten" => "10",
+    // Byte-string patterns compile to inline length and byte compares.
+    Some(match w.as_bytes() {
+        b"none" | b"zero" => "0",
+        b"one" => "1",
+        b"two" => "2",
+        b"three" => "3",
+        b"four" => "4",
+        b"five" => "5",
+        b"six" => "6",
+        b"seven" => "7",
+        b"eight" => "8",
+        b"nine" => "9",
+        b"ten" => "10",
         _ => return None,
     })
+}
+
+fn is_article(w: &str) -> bool {
+    matches!(w.as_bytes(), b"a" | b"an" | b"the")
 }
 
 /// Which characters the toolkit's regex `\d` matches.
@@ -167,6 +203,7 @@ pub enum Digits {
 }
 
 impl Digits {
+    #[inline]
     fn is(self, c: char) -> bool {
         match self {
             Digits::Unicode => py::is_nd(c),
@@ -197,6 +234,57 @@ pub enum CommaRule {
 /// Python `re.sub(..., count=re.UNICODE)` removes at most 32 periods.
 const PERIOD_SUB_COUNT: usize = 32;
 
+/// For each ASCII byte: 1 + its index in [`PUNCTUATION`], or 0 if it is not a mark.
+const PUNCT_LUT: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < PUNCTUATION.len() {
+        t[PUNCTUATION[i] as usize] = (i + 1) as u8;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn punct_index(c: char) -> Option<usize> {
+    let cp = c as u32;
+    if cp < 128 {
+        match PUNCT_LUT[cp as usize] {
+            0 => None,
+            i => Some(i as usize - 1),
+        }
+    } else {
+        None
+    }
+}
+
+/// Whether any of the 21 marks occurs (they are all ASCII, so a byte scan is exact).
+#[inline]
+fn has_punctuation(s: &str) -> bool {
+    s.bytes().any(|b| b < 128 && PUNCT_LUT[b as usize] != 0)
+}
+
+/// Reusable buffers, so that normalising many strings allocates only while they grow.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    a: String,
+    b: String,
+    c: String,
+    d: String,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are already in use).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 /// The punctuation pass (step 4 of spec §1.3, and its VLMEvalKit / vqaEval variants).
 pub fn process_punctuation(
     in_text: &str,
@@ -204,38 +292,70 @@ pub fn process_punctuation(
     period: PeriodRule,
     digits: Digits,
 ) -> String {
-    // Fast path: no punctuation mark at all (the common case for short answers).
-    if !in_text
-        .bytes()
-        .any(|b| b.is_ascii() && punct_index(b as char).is_some())
-    {
-        return strip_periods(in_text, period, digits);
+    let mut s = Scratch::default();
+    punctuation_then_periods(in_text, comma, period, digits, &mut s.b, &mut s.c).to_string()
+}
+
+/// The punctuation pass writing into the caller's buffers; returns the text it leaves (which
+/// is `in_text` itself, `marks_out` or `periods_out`).
+fn punctuation_then_periods<'a>(
+    in_text: &'a str,
+    comma: CommaRule,
+    period: PeriodRule,
+    digits: Digits,
+    marks_out: &'a mut String,
+    periods_out: &'a mut String,
+) -> &'a str {
+    let t: &str = if has_punctuation(in_text) {
+        marks_out.clear();
+        replace_marks(in_text, comma, digits, marks_out);
+        marks_out
+    } else {
+        in_text
+    };
+    if t.contains('.') {
+        periods_out.clear();
+        if strip_periods_into(t, period, digits, periods_out) {
+            return periods_out;
+        }
     }
-    let cs: Vec<char> = in_text.chars().collect();
+    t
+}
+
+/// The comma rule and the 21 mark replacements of the punctuation pass, into `out`.
+fn replace_marks(in_text: &str, comma: CommaRule, digits: Digits, out: &mut String) {
     let comma_fires = match comma {
         // `(?<=\d)(\,)+(?=\d)`: a digit, one or more commas, a digit.
-        CommaRule::EvalAi => cs.iter().enumerate().any(|(i, &c)| {
-            c == ','
-                && i > 0
-                && digits.is(cs[i - 1])
-                && cs[i..]
-                    .iter()
-                    .find(|&&n| n != ',')
-                    .is_some_and(|&n| digits.is(n))
-        }),
-        CommaRule::DigitCommaDigit => cs
-            .windows(3)
-            .any(|w| digits.is(w[0]) && w[1] == ',' && digits.is(w[2])),
+        CommaRule::EvalAi => {
+            let mut prev: Option<char> = None;
+            in_text.char_indices().any(|(i, c)| {
+                let hit = c == ','
+                    && prev.is_some_and(|p| digits.is(p))
+                    && in_text[i..]
+                        .chars()
+                        .find(|&n| n != ',')
+                        .is_some_and(|n| digits.is(n));
+                prev = Some(c);
+                hit
+            })
+        }
+        CommaRule::DigitCommaDigit => {
+            let (mut a, mut b): (Option<char>, Option<char>) = (None, None);
+            in_text.chars().any(|c| {
+                let hit = b == Some(',') && a.is_some_and(|x| digits.is(x)) && digits.is(c);
+                a = b;
+                b = Some(c);
+                hit
+            })
+        }
     };
     // One pass finds, for each punctuation mark, whether it occurs next to a space anywhere in
     // the input; a second pass applies all 21 replacements at once. This equals the toolkits'
     // 21 sequential `str.replace` calls because a replacement never creates a mark.
     let mut touches = [false; PUNCTUATION.len()];
-    let mut any = false;
     let mut prev: Option<char> = None;
-    for &c in &cs {
+    for c in in_text.chars() {
         if let Some(i) = punct_index(c) {
-            any = true;
             if prev == Some(' ') {
                 touches[i] = true;
             }
@@ -247,27 +367,13 @@ pub fn process_punctuation(
         }
         prev = Some(c);
     }
-    let out = if any {
-        let mut out = String::with_capacity(in_text.len());
-        for &c in &cs {
-            match punct_index(c) {
-                Some(i) if touches[i] || comma_fires => {}
-                Some(_) => out.push(' '),
-                None => out.push(c),
-            }
+    out.reserve(in_text.len());
+    for c in in_text.chars() {
+        match punct_index(c) {
+            Some(i) if touches[i] || comma_fires => {}
+            Some(_) => out.push(' '),
+            None => out.push(c),
         }
-        out
-    } else {
-        in_text.to_string()
-    };
-    strip_periods(&out, period, digits)
-}
-
-fn punct_index(c: char) -> Option<usize> {
-    if c.is_ascii() {
-        PUNCTUATION.iter().position(|&p| p == c)
-    } else {
-        None
     }
 }
 
@@ -280,70 +386,141 @@ pub fn lower(s: &str) -> String {
     }
 }
 
-fn strip_periods(s: &str, rule: PeriodRule, digits: Digits) -> String {
-    if !s.contains('.') {
-        return s.to_string();
-    }
-    let cs: Vec<char> = s.chars().collect();
-    let mut out = String::with_capacity(s.len());
+/// The period regex applied to `s`, into `out`; false (and `out` unspecified) when no period
+/// is removed.
+fn strip_periods_into(s: &str, rule: PeriodRule, digits: Digits, out: &mut String) -> bool {
+    out.reserve(s.len());
     let mut removed = 0;
-    for (i, &c) in cs.iter().enumerate() {
+    let mut prev: Option<char> = None;
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
         if c == '.' && removed < PERIOD_SUB_COUNT {
-            let next_digit = cs.get(i + 1).is_some_and(|&n| digits.is(n));
-            let prev_digit = i > 0 && digits.is(cs[i - 1]);
+            let next_digit = it.peek().is_some_and(|&n| digits.is(n));
+            let prev_digit = prev.is_some_and(|p| digits.is(p));
             let matches = match rule {
                 PeriodRule::NotBeforeDigit => !next_digit,
                 PeriodRule::NotBesideDigit => !next_digit && !prev_digit,
             };
             if matches {
                 removed += 1;
+                prev = Some(c);
                 continue;
             }
         }
         out.push(c);
+        prev = Some(c);
     }
-    out
+    removed > 0
 }
 
 /// The digit/article pass (step 5 of spec §1.3): lower-case, split, number map, drop
 /// articles, contractions, join.
 pub fn process_digit_article(in_text: &str) -> String {
-    let lowered = lower(in_text);
-    let mut words: Vec<&str> = Vec::new();
-    for w in py::split(&lowered) {
+    let mut out = String::with_capacity(in_text.len());
+    digit_article_into(in_text, &mut out);
+    out
+}
+
+/// [`process_digit_article`], appended to `out`.
+fn digit_article_into(in_text: &str, out: &mut String) {
+    let lowered: std::borrow::Cow<str> = if in_text.is_ascii() {
+        if in_text.bytes().any(|b| b.is_ascii_uppercase()) {
+            in_text.to_ascii_lowercase().into()
+        } else {
+            in_text.into()
+        }
+    } else {
+        in_text.to_lowercase().into()
+    };
+    // Number map, articles and contractions are one word at a time, so one pass does all
+    // three in the toolkits' order and joins with single spaces.
+    let mut first = true;
+    let mut push = |w: &str| {
         let w = number_map(w).unwrap_or(w);
-        if !matches!(w, "a" | "an" | "the") {
-            words.push(w);
+        if is_article(w) {
+            return;
+        }
+        let w = contraction(w).unwrap_or(w);
+        if !first {
+            out.push(' ');
+        }
+        first = false;
+        out.push_str(w);
+    };
+    if lowered.is_ascii() {
+        // Python's whitespace among ASCII: \t \n \x0b \x0c \r, \x1c..\x1f and the space.
+        let mut start = None;
+        for (i, &b) in lowered.as_bytes().iter().enumerate() {
+            match (py::is_ascii_py_space(b), start) {
+                (true, Some(s)) => {
+                    push(&lowered[s..i]);
+                    start = None;
+                }
+                (false, None) => start = Some(i),
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            push(&lowered[s..]);
+        }
+    } else {
+        for w in py::split(&lowered) {
+            push(w);
         }
     }
-    let table = contractions();
-    let words: Vec<&str> = words
-        .into_iter()
-        .map(|w| table.get(w).copied().unwrap_or(w))
-        .collect();
-    words.join(" ")
 }
 
 /// `EvalAIAnswerProcessor.__call__` (LLaVA `m4c_evaluator.py`, lmms-eval `vqa_eval_metric.py`).
 pub fn evalai(s: &str) -> String {
-    let mut t = lower(s);
-    t.retain(|c| c != ',' && c != '?');
-    if t.contains("'s") {
-        t = t.replace("'s", " 's");
-    }
-    let t = py::strip(&t);
-    let t = if t.contains(['\n', '\t']) {
-        py::strip(&t.replace(['\n', '\t'], " ")).to_string()
+    let mut out = String::with_capacity(s.len());
+    with_scratch(|sc| evalai_into(s, sc, &mut out));
+    out
+}
+
+/// [`evalai`], appended to `out`, using `scratch` for the intermediate steps.
+pub fn evalai_into(s: &str, scratch: &mut Scratch, out: &mut String) {
+    let Scratch { a, b, c, d } = scratch;
+    // Lower-case, then delete ',' and '?' (lower-casing never makes or removes either).
+    a.clear();
+    if s.is_ascii() {
+        a.extend(
+            s.bytes()
+                .filter(|&x| x != b',' && x != b'?')
+                .map(|x| x.to_ascii_lowercase() as char),
+        );
     } else {
-        t.to_string()
-    };
-    let t = process_punctuation(
-        &t,
+        a.push_str(&s.to_lowercase());
+        a.retain(|c| c != ',' && c != '?');
+    }
+    if a.as_bytes().contains(&b'\'') && a.contains("'s") {
+        b.clear();
+        let mut last = 0;
+        for (i, _) in a.match_indices("'s") {
+            b.push_str(&a[last..i]);
+            b.push_str(" 's");
+            last = i + 2;
+        }
+        b.push_str(&a[last..]);
+        std::mem::swap(a, b);
+    }
+    let mut t: &str = py::strip(a);
+    if t.contains(['\n', '\t']) {
+        b.clear();
+        b.extend(
+            t.chars()
+                .map(|c| if c == '\n' || c == '\t' { ' ' } else { c }),
+        );
+        t = py::strip(b);
+    }
+    let t = punctuation_then_periods(
+        t,
         CommaRule::EvalAi,
         PeriodRule::NotBeforeDigit,
         Digits::Unicode,
+        c,
+        d,
     );
-    process_digit_article(&t)
+    digit_article_into(t, out);
 }
 
 /// Replace `\n` and `\t` by spaces and strip (the first step of VLMEvalKit and vqaEval).
@@ -353,9 +530,26 @@ pub fn newline_tab_strip(s: &str) -> String {
 
 /// VLMEvalKit `process_answer` with the period rule of the chosen revision.
 pub fn vlmevalkit(s: &str, period: PeriodRule) -> String {
-    let t = newline_tab_strip(s);
-    let t = process_punctuation(&t, CommaRule::DigitCommaDigit, period, Digits::Unicode);
-    process_digit_article(&t)
+    let mut out = String::with_capacity(s.len());
+    with_scratch(|sc| vlmevalkit_into(s, period, sc, &mut out));
+    out
+}
+
+/// [`vlmevalkit`], appended to `out`, using `scratch` for the intermediate steps.
+pub fn vlmevalkit_into(s: &str, period: PeriodRule, scratch: &mut Scratch, out: &mut String) {
+    let Scratch { a, b, c, .. } = scratch;
+    let t: &str = if s.contains(['\n', '\t']) {
+        a.clear();
+        a.extend(
+            s.chars()
+                .map(|c| if c == '\n' || c == '\t' { ' ' } else { c }),
+        );
+        py::strip(a)
+    } else {
+        py::strip(s)
+    };
+    let t = punctuation_then_periods(t, CommaRule::DigitCommaDigit, period, Digits::Unicode, b, c);
+    digit_article_into(t, out);
 }
 
 /// vqaEval.py `processPunctuation` followed by `processDigitArticle` (Python 2: ASCII `\d`).
@@ -397,6 +591,18 @@ mod tests {
         assert_eq!(evalai("new\u{1f}york"), "new york");
         assert_eq!(evalai("eleven"), "eleven");
         assert_eq!(evalai("a - b"), "b");
+    }
+
+    #[test]
+    fn contraction_lookup_finds_every_key_and_nothing_else() {
+        for (k, v) in CONTRACTIONS {
+            assert_eq!(contraction(k), Some(v), "{k}");
+        }
+        for w in [
+            "", "a", "x", "don", "dont's", "thatss", "é", "youve've", "Im'", "im",
+        ] {
+            assert_eq!(contraction(w), None, "{w}");
+        }
     }
 
     #[test]

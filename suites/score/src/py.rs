@@ -39,9 +39,24 @@ pub fn is_py_space(c: char) -> bool {
     matches!(c, '\u{1c}'..='\u{1f}') || c.is_whitespace()
 }
 
+/// [`is_py_space`] for an ASCII byte: `\t \n \x0b \x0c \r`, `\x1c..\x1f` and the space.
+#[inline]
+pub fn is_ascii_py_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | 0x1c..=0x20)
+}
+
 /// Python 3 `str.strip()` with no argument.
 pub fn strip(s: &str) -> &str {
-    s.trim_matches(is_py_space)
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        // Nothing to strip when both ends are ASCII and not whitespace (the common case).
+        (Some(&f), Some(&l))
+            if f < 128 && l < 128 && !is_ascii_py_space(f) && !is_ascii_py_space(l) =>
+        {
+            s
+        }
+        _ => s.trim_matches(is_py_space),
+    }
 }
 
 /// Python 3 `str.split()` with no argument.
@@ -690,6 +705,13 @@ mod tests {
             split("new\u{1f}york  x").collect::<Vec<_>>(),
             ["new", "york", "x"]
         );
+    }
+
+    #[test]
+    fn ascii_space_bytes_match_python() {
+        for b in 0u8..128 {
+            assert_eq!(is_ascii_py_space(b), is_py_space(b as char), "{b:#x}");
+        }
     }
 
     #[test]

@@ -256,12 +256,15 @@ pub fn score(
     let mut warnings: Vec<Warning> = annotations.warnings.clone();
     warnings.extend(predictions.warnings.iter().cloned());
 
-    let by_id: HashMap<&str, usize> = annotations
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.id.as_str(), i))
-        .collect();
+    let mut by_id: HashMap<&str, usize, crate::IdHash> =
+        HashMap::with_capacity_and_hasher(annotations.items.len(), Default::default());
+    by_id.extend(
+        annotations
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), i)),
+    );
     let mut assigned: Vec<Option<usize>> = vec![None; annotations.items.len()];
     let (mut unmatched, mut duplicates) = (0, 0);
     for (pi, p) in predictions.items.iter().enumerate() {
@@ -520,14 +523,21 @@ fn aggregate(
 impl Report {
     /// Per-item scores as CSV (`id,row,category,score,prediction,seen_as`), annotation order.
     pub fn items_csv(&self) -> String {
-        let mut w = csv::Writer::from_writer(Vec::new());
+        use std::fmt::Write as _;
+        let mut w = csv::Writer::from_writer(Vec::with_capacity(64 * (self.items.len() + 1)));
         let _ = w.write_record(["id", "row", "category", "score", "prediction", "seen_as"]);
+        // Two reused buffers for the numbers: no allocation per row.
+        let (mut row, mut score) = (String::new(), String::new());
         for it in &self.items {
+            row.clear();
+            let _ = write!(row, "{}", it.row);
+            score.clear();
+            let _ = write!(score, "{:?}", it.score);
             let _ = w.write_record([
                 it.id.as_str(),
-                &it.row.to_string(),
+                &row,
                 it.category.as_deref().unwrap_or(""),
-                &repr_f64(it.score),
+                &score,
                 &it.prediction,
                 it.seen_as.as_deref().unwrap_or(""),
             ]);

@@ -1,8 +1,9 @@
 //! TextVQA VQA accuracy as each toolkit computes it (spec §1.3–§1.5).
 
 use crate::compat::Compat;
-use crate::normalize::{self, PeriodRule};
+use crate::normalize::{self, PeriodRule, Scratch};
 use crate::py;
+use std::cell::RefCell;
 
 /// Why an item could not be scored, or how it deviates from the benchmark's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +30,19 @@ pub fn accuracy(
             if let Some(issue) = odd {
                 return Err(issue);
             }
-            let p = normalize::evalai(prediction);
-            let g = normalize_all(answers, normalize::evalai);
-            py::plain_sum(&leave_one_out(&p, &g)) / g.len() as f64
+            loo_accuracies(prediction, answers, normalize::evalai_into, |accs| {
+                py::plain_sum(accs) / accs.len() as f64
+            })
         }
         Compat::LmmsEval => {
             // lmms-eval strips every generation before process_results (api/task.py).
-            let p = normalize::evalai(py::strip(prediction));
-            let g = normalize_all(answers, normalize::evalai);
-            py::exact_mean(&leave_one_out(&p, &g)).ok_or(TextVqaIssue::NoAnswers)?
+            loo_accuracies(
+                py::strip(prediction),
+                answers,
+                normalize::evalai_into,
+                py::exact_mean,
+            )
+            .ok_or(TextVqaIssue::NoAnswers)?
         }
         Compat::Vlmevalkit | Compat::VlmevalkitXlsx | Compat::VlmevalkitPre20250513 => {
             let rule = if compat == Compat::VlmevalkitPre20250513 {
@@ -45,12 +50,11 @@ pub fn accuracy(
             } else {
                 PeriodRule::NotBesideDigit
             };
-            let p = normalize::vlmevalkit(prediction, rule);
-            let g: Vec<String> = answers
-                .iter()
-                .map(|a| normalize::vlmevalkit(a, rule))
-                .collect();
-            py::numpy_mean(&leave_one_out(&p, &g))
+            let norm = match rule {
+                PeriodRule::NotBeforeDigit => vlmevalkit_before,
+                PeriodRule::NotBesideDigit => vlmevalkit_beside,
+            };
+            loo_accuracies(prediction, answers, norm, py::numpy_mean)
         }
         Compat::VqaOfficial => {
             let mut p = normalize::newline_tab_strip(prediction);
@@ -82,16 +86,76 @@ pub fn accuracy(
     Ok((score, odd))
 }
 
-/// Normalises each answer, reusing the result for repeated answers (annotators often agree).
-fn normalize_all(answers: &[String], f: impl Fn(&str) -> String) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(answers.len());
-    for (i, a) in answers.iter().enumerate() {
-        match answers[..i].iter().position(|b| b == a) {
-            Some(j) => out.push(out[j].clone()),
-            None => out.push(f(a)),
+type Normaliser = fn(&str, &mut Scratch, &mut String);
+
+fn vlmevalkit_before(s: &str, sc: &mut Scratch, out: &mut String) {
+    normalize::vlmevalkit_into(s, PeriodRule::NotBeforeDigit, sc, out)
+}
+
+fn vlmevalkit_beside(s: &str, sc: &mut Scratch, out: &mut String) {
+    normalize::vlmevalkit_into(s, PeriodRule::NotBesideDigit, sc, out)
+}
+
+thread_local! {
+    /// Normalisation buffers reused across items: (scratch, prediction, answer).
+    static BUFFERS: RefCell<(Scratch, String, String)> = RefCell::default();
+}
+
+/// The leave-one-out accuracies `acc_i = min(1, #{j != i : norm(g_j) == norm(p)} / 3)`, in
+/// answer order, handed to `reduce`. Each distinct answer is normalised once (annotators
+/// often agree) and compared with the normalised prediction; once the reused buffers have
+/// grown, nothing is allocated.
+fn loo_accuracies<R>(
+    prediction: &str,
+    answers: &[String],
+    norm: Normaliser,
+    reduce: impl FnOnce(&[f64]) -> R,
+) -> R {
+    let mut flags_buf = [false; 16];
+    let mut flags_vec = Vec::new();
+    let eq: &mut [bool] = if answers.len() <= flags_buf.len() {
+        &mut flags_buf[..answers.len()]
+    } else {
+        flags_vec.resize(answers.len(), false);
+        &mut flags_vec
+    };
+    let mut fill = |sc: &mut Scratch, p: &mut String, g: &mut String| {
+        p.clear();
+        norm(prediction, sc, p);
+        for (i, a) in answers.iter().enumerate() {
+            eq[i] = match answers[..i].iter().position(|b| b == a) {
+                Some(j) => eq[j],
+                None => {
+                    g.clear();
+                    norm(a, sc, g);
+                    g == p
+                }
+            };
         }
+    };
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => {
+            let (sc, p, g) = &mut *b;
+            fill(sc, p, g)
+        }
+        Err(_) => fill(
+            &mut Scratch::default(),
+            &mut String::new(),
+            &mut String::new(),
+        ),
+    });
+    let m = eq.iter().filter(|&&e| e).count();
+    let acc = |e: bool| ((m - usize::from(e)) as f64 / 3.0).min(1.0);
+    let mut acc_buf = [0.0f64; 16];
+    if eq.len() <= acc_buf.len() {
+        for (a, &e) in acc_buf.iter_mut().zip(eq.iter()) {
+            *a = acc(e);
+        }
+        reduce(&acc_buf[..eq.len()])
+    } else {
+        let v: Vec<f64> = eq.iter().map(|&e| acc(e)).collect();
+        reduce(&v)
     }
-    out
 }
 
 fn all_same(xs: &[String]) -> bool {

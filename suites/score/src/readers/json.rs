@@ -20,6 +20,11 @@ fn parse_doc<'a, T: serde::Deserialize<'a>>(
     })
 }
 
+/// The number of line feeds in `b`.
+fn count_newlines(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c == b'\n').count()
+}
+
 /// The items of a JSON array with the line each starts on (counted incrementally: items
 /// come in file order, so the whole file is scanned once).
 fn items_with_lines<'a>(
@@ -75,30 +80,6 @@ fn only_fields(json: &str, keys: &[&str]) -> Result<Value, serde_json::Error> {
         // Not an object (or has escaped keys): decode it fully and let the caller judge it.
         Err(_) => serde_json::from_str(json),
     }
-}
-
-/// Like `items_with_lines`, keeping only `keys` of each item.
-fn items_with_lines_only<'a>(
-    path: &Path,
-    text: &'a str,
-    raw: &[&'a RawValue],
-    keys: &[&str],
-) -> Result<Vec<(usize, Value)>, ScoreError> {
-    let (mut at, mut line) = (0usize, 1usize);
-    raw.iter()
-        .map(|r| {
-            let offset = r.get().as_ptr() as usize - text.as_ptr() as usize;
-            line += text.as_bytes()[at..offset]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            at = offset;
-            let v = only_fields(r.get(), keys).map_err(|e| {
-                ScoreError::input(Loc::line(path, line), format!("malformed item: {e}"))
-            })?;
-            Ok((line, v))
-        })
-        .collect()
 }
 
 fn id_text(v: &Value) -> Option<String> {
@@ -195,10 +176,40 @@ pub fn read_textvqa_json(path: &Path) -> Result<Annotations, ScoreError> {
         )
     })?;
     let mut items = Vec::with_capacity(raw.len());
-    for (line, v) in
-        items_with_lines_only(path, &text, &raw, &["question_id", "question", "answers"])?
-    {
+    let (mut at, mut line) = (0usize, 1usize);
+    for r in &raw {
+        // Items come in file order, so the line is counted incrementally.
+        let offset = r.get().as_ptr() as usize - text.as_ptr() as usize;
+        line += count_newlines(&text.as_bytes()[at..offset]);
+        at = offset;
         let loc = Loc::line(path, line);
+        // Fast path: an object with an integer or string id and a non-empty list of strings.
+        if let (
+            true,
+            Ok(fast::TextVqaItem {
+                question_id: Some(id),
+                question,
+                answers: Some(fast::StrList(Some(answers))),
+            }),
+        ) = (fast::enabled(), serde_json::from_str(r.get()))
+        {
+            if let (Some(id), false) = (id.id(), answers.is_empty()) {
+                items.push(Annotation {
+                    id,
+                    answers,
+                    category: None,
+                    dataset_name: None,
+                    question: question.and_then(fast::Scalar::string),
+                    image: None,
+                    loc,
+                });
+                continue;
+            }
+        }
+        // Anything else: decode the fields as values, which names the problem.
+        let v = only_fields(r.get(), &["question_id", "question", "answers"]).map_err(|e| {
+            ScoreError::input(Loc::line(path, line), format!("malformed item: {e}"))
+        })?;
         let id = v.get("question_id").and_then(id_text).ok_or_else(|| {
             ScoreError::input(
                 loc.clone().with_field("question_id"),
@@ -402,6 +413,26 @@ pub fn read_predictions_jsonl(path: &Path) -> Result<Predictions, ScoreError> {
         if line.trim().is_empty() {
             continue;
         }
+        // Fast path: a plain `{question_id, prediction}` object (no `doc_id`) in a plain
+        // JSONL file, with an integer or string id and a string prediction.
+        if format != Some("lmms-eval-samples") && fast::enabled() {
+            if let Ok(fast::PredLine {
+                question_id: Some(id),
+                prediction: Some(fast::Scalar::Str(pred)),
+                has_doc_id: false,
+            }) = serde_json::from_str(line)
+            {
+                if let Some(id) = id.id() {
+                    format.get_or_insert("jsonl");
+                    items.push(Prediction {
+                        key: PredKey::Id(id),
+                        text: pred,
+                        loc,
+                    });
+                    continue;
+                }
+            }
+        }
         let v = only_fields(line, PRED_FIELDS)
             .map_err(|e| ScoreError::input(loc.clone(), format!("malformed JSON line: {e}")))?;
         if !v.is_object() {
@@ -497,6 +528,271 @@ pub fn read_predictions_jsonl(path: &Path) -> Result<Predictions, ScoreError> {
     })
 }
 
+/// Typed decoding of the common item shapes straight from the JSON text, without building a
+/// `serde_json::Value` per item. The decoders are lenient about types: they record what they
+/// saw, and the callers take this path only when an item has exactly the expected shape.
+/// Anything else (a wrong type, a missing field, a syntax error) goes to the `Value`-based
+/// path, which produces the error message or the tolerance, so both paths give the same
+/// result for every input. Keys are matched after unescaping, and a repeated key keeps its
+/// last value, as `serde_json::Value` does.
+mod fast {
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+    use serde::Deserialize;
+    use std::fmt;
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    pub fn enabled() -> bool {
+        true
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// Tests turn the fast paths off to compare them with the value-based path.
+        pub static OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[cfg(test)]
+    pub fn enabled() -> bool {
+        !OFF.with(|c| c.get())
+    }
+
+    /// A JSON string, a JSON integer (as `id_text` prints it), or any other value.
+    pub enum Scalar {
+        Str(String),
+        Int(String),
+        Other,
+    }
+
+    impl Scalar {
+        /// What `id_text` accepts: a string, or an i64/u64 integer as decimal text.
+        pub fn id(self) -> Option<String> {
+            match self {
+                Scalar::Str(s) | Scalar::Int(s) => Some(s),
+                Scalar::Other => None,
+            }
+        }
+        pub fn string(self) -> Option<String> {
+            match self {
+                Scalar::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+    }
+
+    /// A list whose elements are all strings (`Some`), or any other value (`None`).
+    pub struct StrList(pub Option<Vec<String>>);
+
+    impl<'de> Deserialize<'de> for Scalar {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Scalar;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Scalar, E> {
+                    Ok(Scalar::Str(s.to_string()))
+                }
+                fn visit_string<E: de::Error>(self, s: String) -> Result<Scalar, E> {
+                    Ok(Scalar::Str(s))
+                }
+                fn visit_u64<E: de::Error>(self, i: u64) -> Result<Scalar, E> {
+                    Ok(Scalar::Int(i.to_string()))
+                }
+                fn visit_i64<E: de::Error>(self, i: i64) -> Result<Scalar, E> {
+                    Ok(Scalar::Int(i.to_string()))
+                }
+                fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
+                    Ok(Scalar::Other)
+                }
+                fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
+                    Ok(Scalar::Other)
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                    Ok(Scalar::Other)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Scalar::Other)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Scalar::Other)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for StrList {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = StrList;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E: de::Error>(self, _: &str) -> Result<StrList, E> {
+                    Ok(StrList(None))
+                }
+                fn visit_u64<E: de::Error>(self, _: u64) -> Result<StrList, E> {
+                    Ok(StrList(None))
+                }
+                fn visit_i64<E: de::Error>(self, _: i64) -> Result<StrList, E> {
+                    Ok(StrList(None))
+                }
+                fn visit_f64<E: de::Error>(self, _: f64) -> Result<StrList, E> {
+                    Ok(StrList(None))
+                }
+                fn visit_bool<E: de::Error>(self, _: bool) -> Result<StrList, E> {
+                    Ok(StrList(None))
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<StrList, E> {
+                    Ok(StrList(None))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrList, A::Error> {
+                    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(10));
+                    let mut all_str = true;
+                    while let Some(x) = seq.next_element::<Scalar>()? {
+                        match x {
+                            Scalar::Str(s) if all_str => out.push(s),
+                            _ => all_str = false,
+                        }
+                    }
+                    Ok(StrList(all_str.then_some(out)))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrList, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(StrList(None))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// Decodes an object key (unescaped) to the index its item type gives it (`None` for keys
+    /// it skips). The index functions match on bytes, which compiles to inline compares.
+    struct KeySeed(fn(&[u8]) -> Option<usize>);
+
+    impl<'de> DeserializeSeed<'de> for KeySeed {
+        type Value = Option<usize>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+            struct V(fn(&[u8]) -> Option<usize>);
+            impl<'de> Visitor<'de> for V {
+                type Value = Option<usize>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_str<E: de::Error>(self, k: &str) -> Result<Option<usize>, E> {
+                    Ok((self.0)(k.as_bytes()))
+                }
+            }
+            d.deserialize_str(V(self.0))
+        }
+    }
+
+    /// Visits an object, handing each wanted key's index and the map to `field`.
+    fn fields<'de, A: MapAccess<'de>>(
+        mut map: A,
+        index: fn(&[u8]) -> Option<usize>,
+        mut field: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
+    ) -> Result<(), A::Error> {
+        while let Some(k) = map.next_key_seed(KeySeed(index))? {
+            match k {
+                Some(i) => field(i, &mut map)?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A TextVQA annotation item: `question_id`, `question`, `answers` (others skipped).
+    #[derive(Default)]
+    pub struct TextVqaItem {
+        pub question_id: Option<Scalar>,
+        pub question: Option<Scalar>,
+        pub answers: Option<StrList>,
+    }
+
+    impl<'de> Deserialize<'de> for TextVqaItem {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = TextVqaItem;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextVqaItem, A::Error> {
+                    let mut it = TextVqaItem::default();
+                    let index = |k: &[u8]| match k {
+                        b"question_id" => Some(0),
+                        b"question" => Some(1),
+                        b"answers" => Some(2),
+                        _ => None,
+                    };
+                    fields(map, index, |i, m| {
+                        match i {
+                            0 => it.question_id = Some(m.next_value()?),
+                            1 => it.question = Some(m.next_value()?),
+                            _ => it.answers = Some(m.next_value()?),
+                        }
+                        Ok(())
+                    })?;
+                    Ok(it)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// A prediction line: `question_id`, `prediction`, and whether a `doc_id` key is there.
+    #[derive(Default)]
+    pub struct PredLine {
+        pub question_id: Option<Scalar>,
+        pub prediction: Option<Scalar>,
+        pub has_doc_id: bool,
+    }
+
+    impl<'de> Deserialize<'de> for PredLine {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = PredLine;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PredLine, A::Error> {
+                    let mut it = PredLine::default();
+                    let index = |k: &[u8]| match k {
+                        b"question_id" => Some(0),
+                        b"prediction" => Some(1),
+                        b"doc_id" => Some(2),
+                        _ => None,
+                    };
+                    fields(map, index, |i, m| {
+                        match i {
+                            0 => it.question_id = Some(m.next_value()?),
+                            1 => it.prediction = Some(m.next_value()?),
+                            _ => {
+                                it.has_doc_id = true;
+                                m.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                        Ok(())
+                    })?;
+                    Ok(it)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +846,134 @@ mod tests {
         );
         let e = read_predictions_jsonl(&p).unwrap_err().to_string();
         assert!(e.contains("n.jsonl:1 (field 'prediction')"), "{e}");
+    }
+
+    /// Reads `path` with the fast paths on and off; the results must be identical.
+    fn both_ways<T: std::fmt::Debug>(
+        f: impl Fn(&Path) -> Result<T, ScoreError>,
+        path: &Path,
+    ) -> (String, String) {
+        let show = |r: Result<T, ScoreError>| match r {
+            Ok(v) => format!("{v:?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        fast::OFF.with(|c| c.set(false));
+        let on = show(f(path));
+        fast::OFF.with(|c| c.set(true));
+        let off = show(f(path));
+        fast::OFF.with(|c| c.set(false));
+        (on, off)
+    }
+
+    const IDS: [&str; 13] = [
+        "1",
+        "-3",
+        "\"7\"",
+        "\"\\u0037x\"",
+        "1.5",
+        "null",
+        "true",
+        "[1]",
+        "{\"a\": 1}",
+        "18446744073709551615",
+        "18446744073709551616",
+        "1e3",
+        "-0",
+    ];
+    const ANSWERS: [&str; 9] = [
+        "[\"a\", \"B\"]",
+        "[]",
+        "[\"a\", 1]",
+        "\"a\"",
+        "null",
+        "[[\"a\"]]",
+        "[\"x\\ny\", \"\\u00e9\"]",
+        "{\"a\": [1]}",
+        "[\"a\", null, \"b\"]",
+    ];
+    const STRS: [&str; 6] = ["\"q\"", "3", "null", "\"\\\"esc\\\"\"", "[\"a\"]", "false"];
+    const KEYS_ID: [&str; 3] = ["question_id", "question\\u005fid", "question_Id"];
+
+    fn field(key: &str, val: &str) -> String {
+        format!("\"{key}\": {val}")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+
+        #[test]
+        fn textvqa_fast_path_equals_value_path(
+            items in proptest::collection::vec(
+                (0..IDS.len(), 0..ANSWERS.len() + 1, 0..STRS.len() + 1, 0..KEYS_ID.len(), 0..4usize, proptest::bool::ANY),
+                1..8,
+            ),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let mut body = String::from("{\"dataset_name\": \"textvqa\", \"data\": [\n");
+            for (n, (id, ans, q, key, extra, nl)) in items.iter().enumerate() {
+                let mut fields = vec![field(KEYS_ID[*key], IDS[*id])];
+                if *ans < ANSWERS.len() {
+                    fields.push(field("answers", ANSWERS[*ans]));
+                }
+                if *q < STRS.len() {
+                    fields.push(field("question", STRS[*q]));
+                }
+                match extra {
+                    1 => fields.push(field("image_id", "{\"deep\": [1, {\"x\": null}]}")),
+                    2 => fields.push(field("answers", "[\"dup\"]")),
+                    3 => fields.insert(0, field("question_id", "\"first\"")),
+                    _ => {}
+                }
+                let sep = if *nl { ",\n  " } else { ", " };
+                let item = if *extra == 0 && *id == 7 { "[1, 2]".to_string() } else { format!("{{{}}}", fields.join(sep)) };
+                body.push_str(&item);
+                body.push_str(if n + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            body.push_str("]}");
+            let p = d.path().join("t.json");
+            std::fs::write(&p, &body).unwrap();
+            let (on, off) = both_ways(read_textvqa_json, &p);
+            proptest::prop_assert_eq!(on, off, "{}", body);
+        }
+
+        #[test]
+        fn jsonl_fast_path_equals_value_path(
+            lines in proptest::collection::vec(
+                (0..IDS.len() + 1, 0..STRS.len() + 1, 0..KEYS_ID.len(), 0..6usize),
+                1..8,
+            ),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let mut body = String::new();
+            for (id, pred, key, extra) in &lines {
+                let mut fields = Vec::new();
+                if *id < IDS.len() {
+                    fields.push(field(KEYS_ID[*key], IDS[*id]));
+                }
+                if *pred < STRS.len() {
+                    fields.push(field("prediction", STRS[*pred]));
+                }
+                match extra {
+                    1 => fields.push(field("doc_id", "0")),
+                    2 => fields.push(field("filtered_resps", "[\"x\"]")),
+                    3 => fields.push(field("text", "\"t\", \"prompt\": \"p\"")),
+                    4 => fields.push(field("prediction", "\"last\"")),
+                    _ => {}
+                }
+                let line = match (extra, id) {
+                    (5, 0) => "[1]".to_string(),
+                    (5, 1) => "{\"question_id\": 1, \"prediction\": ".to_string(),
+                    (5, 2) => "   ".to_string(),
+                    _ => format!("{{{}}}", fields.join(", ")),
+                };
+                body.push_str(&line);
+                body.push('\n');
+            }
+            let p = d.path().join("p.jsonl");
+            std::fs::write(&p, &body).unwrap();
+            let (on, off) = both_ways(read_predictions_jsonl, &p);
+            proptest::prop_assert_eq!(on, off, "{}", body);
+        }
     }
 
     #[test]

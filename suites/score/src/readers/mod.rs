@@ -146,7 +146,8 @@ fn single(
 
 /// Question ids must identify one annotation each.
 pub fn check_unique_ids(items: &[Annotation]) -> Result<(), ScoreError> {
-    let mut seen: HashMap<&str, &Loc> = HashMap::new();
+    let mut seen: HashMap<&str, &Loc, crate::IdHash> =
+        HashMap::with_capacity_and_hasher(items.len(), Default::default());
     for a in items {
         if let Some(first) = seen.insert(&a.id, &a.loc) {
             return Err(ScoreError::Duplicate {
