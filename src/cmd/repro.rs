@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Schema version of the repro record body.
-pub const REPRO_SCHEMA_VERSION: u32 = 1;
+pub const REPRO_SCHEMA_VERSION: u32 = 2;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -43,7 +43,8 @@ pub struct ReproArgs {
     /// Per-device memory cap for the fits/OOM claims and the max-batch search
     #[arg(long, default_value = "32GB")]
     pub mem_cap: String,
-    /// Confirm the predicted max batch with real steps only up to this batch
+    /// Largest batch that the real-step max-batch search (a bisection started at the memory
+    /// model's prediction) may run
     #[arg(long, default_value_t = 8)]
     pub confirm_limit: usize,
     #[arg(long, default_value_t = 0)]

@@ -2,6 +2,7 @@
 //! (candle 0.11's fused `layer_norm` and `softmax_last_dim` silently drop them).
 
 use crate::config::{StackDims, LN_EPS};
+use crate::fused;
 use crate::macs;
 use crate::params::ParamStore;
 use candle_core::{DType, Result, Tensor, D};
@@ -111,6 +112,9 @@ impl LayerNorm {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.to_dtype(self.gamma.dtype())?;
+        if fused::applies(&x) {
+            return fused::layer_norm(&x, &self.gamma, &self.beta, LN_EPS);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -168,11 +172,16 @@ impl Attention {
         let v = split(2)?;
         macs::record(2 * b * h * t * t * dh);
         let scores = q.matmul(&k.t()?)?.to_dtype(p.master)?;
-        let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
-            None => scores,
+        let att = if fused::applies(&scores) {
+            fused::softmax(&scores, mask)?
+        } else {
+            let scores = match mask {
+                Some(m) => scores.broadcast_add(m)?,
+                None => scores,
+            };
+            candle_nn::ops::softmax(&scores, D::Minus1)?
         };
-        let att = candle_nn::ops::softmax(&scores, D::Minus1)?.to_dtype(v.dtype())?;
+        let att = att.to_dtype(v.dtype())?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out.forward(&y, p)
     }
@@ -196,7 +205,13 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x, p)?.gelu()?, p)
+        let h = self.fc1.forward(x, p)?;
+        let h = if fused::applies(&h) {
+            fused::gelu(&h)?
+        } else {
+            h.gelu()?
+        };
+        self.fc2.forward(&h, p)
     }
 }
 

@@ -1,11 +1,17 @@
 //! The losses of both recipes (facts §3).
 
+use crate::layers::{Linear, Precision};
 use candle_core::{Result, Tensor, D};
 
 /// Mean token cross-entropy over positions whose weight is 1 (padding has weight 0).
 /// `logits`: (B, T, V); `targets`: (B, T) u32; `weights`: (B, T) f32.
 pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
+    if crate::fused::applies(logits) {
+        let nll = crate::fused::row_nll(&logits.reshape((b * t, v))?, &targets.flatten_all()?)?;
+        let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
+        return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
+    }
     let logp = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
     let picked = logp
         .gather(&targets.reshape((b * t, 1))?, 1)?
@@ -14,6 +20,33 @@ pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Resu
     let total = (picked * &weights)?.sum_all()?;
     let count = weights.sum_all()?;
     total.neg()?.div(&count)
+}
+
+/// The caption loss from the decoder's final hidden states: vocabulary head, then
+/// [`caption_xent`]. With fused kernels and a single precision, head and cross-entropy run as
+/// one op that never holds the whole (B, T, V) logits.
+pub fn caption_loss(
+    hidden: &Tensor,
+    head: &Linear,
+    targets: &Tensor,
+    weights: &Tensor,
+    p: Precision,
+) -> Result<Tensor> {
+    if crate::fused::applies(hidden) && p.compute == p.master && head.b.is_none() {
+        let (b, t, d) = hidden.dims3()?;
+        let nll = crate::fused::linear_nll(
+            &hidden.reshape((b * t, d))?,
+            &head.w,
+            &targets.flatten_all()?,
+        )?;
+        let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
+        return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
+    }
+    caption_xent(
+        &head.forward(hidden, p)?.to_dtype(p.master)?,
+        targets,
+        weights,
+    )
 }
 
 /// Rows scaled to unit L2 norm.

@@ -83,6 +83,102 @@ impl MemoryModel {
     }
 }
 
+/// One real step at a batch during a max-batch search.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Probe {
+    pub batch: usize,
+    /// Measured peak; None when the step ran out of device memory.
+    pub peak_bytes: Option<u64>,
+    pub fits: bool,
+}
+
+/// The largest batch that fits, found with real steps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BatchSearch {
+    /// Largest batch seen to fit (None: not even the smallest batch fits).
+    pub max_fit: Option<usize>,
+    /// Smallest batch seen not to fit (None: every batch up to the limit fits).
+    pub min_fail: Option<usize>,
+    /// Every step taken, in order.
+    pub probes: Vec<Probe>,
+    pub limit: usize,
+}
+
+impl BatchSearch {
+    /// Whether the search pinned the boundary: `max_fit + 1 == min_fail`.
+    pub fn exact(&self) -> bool {
+        match (self.max_fit, self.min_fail) {
+            (Some(a), Some(b)) => a + 1 == b,
+            (None, Some(b)) => b == self.probes.iter().map(|p| p.batch).min().unwrap_or(b),
+            _ => false,
+        }
+    }
+}
+
+/// Finds the largest batch in `[min, limit]` for which `probe` reports a fit, assuming fitting
+/// is monotone in the batch. Starts at `guess` (the model's prediction), gallops outwards until
+/// the boundary is bracketed, then bisects: a good guess costs two steps, a bad one O(log n).
+pub fn search_max_batch<E>(
+    guess: usize,
+    min: usize,
+    limit: usize,
+    mut probe: impl FnMut(usize) -> Result<Probe, E>,
+) -> Result<BatchSearch, E> {
+    let limit = limit.max(min);
+    let mut probes = Vec::new();
+    let mut run = |b: usize, probes: &mut Vec<Probe>| -> Result<bool, E> {
+        let p = probe(b)?;
+        probes.push(p);
+        Ok(p.fits)
+    };
+    let start = guess.clamp(min, limit);
+    let (mut lo, mut hi): (Option<usize>, Option<usize>) = (None, None);
+    if run(start, &mut probes)? {
+        lo = Some(start);
+        let mut step = 1;
+        while lo != Some(limit) {
+            let b = (lo.unwrap() + step).min(limit);
+            if run(b, &mut probes)? {
+                lo = Some(b);
+                step *= 2;
+            } else {
+                hi = Some(b);
+                break;
+            }
+        }
+    } else {
+        hi = Some(start);
+        let mut step = 1;
+        while hi != Some(min) {
+            let b = hi.unwrap().saturating_sub(step).max(min);
+            if run(b, &mut probes)? {
+                lo = Some(b);
+                break;
+            }
+            hi = Some(b);
+            step *= 2;
+        }
+    }
+    if let (Some(mut l), Some(mut h)) = (lo, hi) {
+        while h - l > 1 {
+            let mid = l + (h - l) / 2;
+            if run(mid, &mut probes)? {
+                l = mid;
+            } else {
+                h = mid;
+            }
+        }
+        lo = Some(l);
+        hi = Some(h);
+    }
+    Ok(BatchSearch {
+        max_fit: lo,
+        min_fail: hi,
+        probes,
+        limit,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +213,61 @@ mod tests {
             MemoryModel::fit(&[pt(2, 5), b]),
             Err(MemoryModelError::MixedModels(..))
         ));
+    }
+
+    fn threshold(t: usize) -> impl FnMut(usize) -> Result<Probe, ()> {
+        move |b| {
+            Ok(Probe {
+                batch: b,
+                peak_bytes: Some(b as u64),
+                fits: b <= t,
+            })
+        }
+    }
+
+    #[test]
+    fn search_finds_the_boundary_from_any_guess() {
+        for t in 0..40 {
+            for guess in 0..45 {
+                let s = search_max_batch(guess, 2, 32, threshold(t)).unwrap();
+                let want = if t < 2 { None } else { Some(t.min(32)) };
+                assert_eq!(s.max_fit, want, "threshold {t}, guess {guess}");
+                assert_eq!(
+                    s.min_fail,
+                    (t < 32).then_some(t.max(1) + 1),
+                    "t {t} g {guess}"
+                );
+                if t < 32 {
+                    assert!(s.exact(), "t {t} g {guess}: {s:?}");
+                }
+                assert!(
+                    s.probes.len() <= 12,
+                    "t {t} g {guess}: {} probes",
+                    s.probes.len()
+                );
+                assert!(s.probes.iter().all(|p| (2..=32).contains(&p.batch)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_right_guess_costs_two_steps() {
+        let s = search_max_batch(9, 1, 64, threshold(9)).unwrap();
+        assert_eq!(
+            s.probes.iter().map(|p| p.batch).collect::<Vec<_>>(),
+            [9, 10]
+        );
+    }
+
+    #[test]
+    fn probe_errors_stop_the_search() {
+        let r = search_max_batch(4, 1, 8, |b| {
+            if b > 4 {
+                Err(b)
+            } else {
+                threshold(100)(b).map_err(|_| 0)
+            }
+        });
+        assert_eq!(r, Err(5));
     }
 }

@@ -4,11 +4,11 @@ use crate::config::{ModelConfig, TEMPERATURE_INIT};
 use crate::data::{keep_indices, Batch};
 use crate::decoder::{DecoderV1, DecoderV2};
 use crate::layers::Precision;
-use crate::loss::{caption_xent, info_nce};
+use crate::loss::{caption_loss, info_nce};
 use crate::params::{retain_grads, Module, ParamStore};
-use candle_core::backprop::GradStore;
 use crate::text_encoder::TextEncoder;
 use crate::vit::{RematTape, VisionTransformer, VitOutput};
+use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -68,7 +68,8 @@ pub struct LossValues {
 impl Loss {
     /// Copies the scalars to the host (a device sync on GPUs).
     pub fn values(&self) -> Result<LossValues> {
-        let host = |t: &Tensor| -> Result<f64> { t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>() };
+        let host =
+            |t: &Tensor| -> Result<f64> { t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>() };
         Ok(LossValues {
             total: host(&self.total)?,
             caption: host(&self.caption)?,
@@ -222,8 +223,14 @@ impl OpenVision {
         // The decoder sees the alt-text tokens without the pooled [CLS] (79 of 80).
         let t = alt.tokens.dim(1)?;
         let alt_tokens = alt.tokens.narrow(1, 0, t - 1)?;
-        let logits = self.decoder.forward(&img.patches, &alt_tokens, p)?;
-        let caption = caption_xent(&logits, &batch.v1_targets, &batch.v1_weights)?;
+        let hidden = self.decoder.hidden(&img.patches, &alt_tokens, p)?;
+        let caption = caption_loss(
+            &hidden,
+            &self.decoder.head,
+            &batch.v1_targets,
+            &batch.v1_weights,
+            p,
+        )?;
         let total = ((&contrastive * CONTRASTIVE_WEIGHT)? + (&caption * CAPTION_WEIGHT)?)?;
         Ok(Loss {
             total,
@@ -239,8 +246,14 @@ impl OpenVision2 {
     pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64, remat: Remat) -> Result<Loss> {
         let (img, tape) = encode(&self.vit, &batch.images, p, false, remat)?;
         let kept = self.select(&img.patches, mask_seed)?;
-        let logits = self.decoder.forward(&kept, &batch.v2_input, p)?;
-        let caption = caption_xent(&logits, &batch.v2_targets, &batch.v2_weights)?;
+        let hidden = self.decoder.hidden(&kept, &batch.v2_input, p)?;
+        let caption = caption_loss(
+            &hidden,
+            &self.decoder.head,
+            &batch.v2_targets,
+            &batch.v2_weights,
+            p,
+        )?;
         Ok(Loss {
             total: (&caption * CAPTION_WEIGHT)?,
             caption,

@@ -9,9 +9,9 @@
 use crate::config::{ModelConfig, ModelName, PrefixAttention};
 use crate::device::{DTypeArg, DeviceArg};
 use crate::flops::{forward_flops, V1_TEXT_PASSES};
-use crate::memory::{MemoryModel, MemoryPoint};
+use crate::memory::{search_max_batch, BatchSearch, MemoryModel, MemoryPoint, Probe};
 use crate::recipe::{Recipe, Remat};
-use crate::step::{self, Progress, StepConfig, StepError, StepRecord};
+use crate::step::{self, Progress, RecipeRun, StepConfig, StepError, StepRecord};
 use ovbench_harness::stats::{median, BOOTSTRAP_RESAMPLES};
 use ovbench_reference::{self as reference, judge, metric, Judgement, Measured, Verdict};
 use rand::{Rng, SeedableRng};
@@ -91,7 +91,7 @@ pub struct ReproConfig {
     pub remat: Remat,
     /// Per-device memory cap for the fits/OOM claims and the max-batch search.
     pub mem_cap_bytes: u64,
-    /// Confirm the model's max batch with real steps only up to this batch.
+    /// Real steps of the max-batch search go up to this batch, no further.
     pub confirm_limit: usize,
     pub threads: usize,
     pub ew_threads: usize,
@@ -151,8 +151,10 @@ pub struct MemoryFindings {
     pub cap_bytes: u64,
     pub ov1_max_batch_under_cap: usize,
     pub ov2_max_batch_under_cap: usize,
-    /// Real steps at the predicted max batch and one above: (recipe, batch, peak bytes, under cap).
-    pub confirmations: Vec<(Recipe, usize, u64, bool)>,
+    /// Real-step searches for the largest batch under the cap, started at the model's
+    /// prediction and bounded by `--confirm-limit`.
+    pub ov1_search: BatchSearch,
+    pub ov2_search: BatchSearch,
     pub confirmation_note: String,
     /// (per-chip batch, predicted OV1 bytes, predicted OV2 bytes).
     pub predictions: Vec<(usize, f64, f64)>,
@@ -253,11 +255,20 @@ fn step_config(
     }
 }
 
+/// Peak memory of a run on its device: the GPU pool's allocator peak on CUDA, the counting
+/// allocator's peak over the process baseline on the host.
+fn device_peak(r: &RecipeRun) -> u64 {
+    r.gpu
+        .as_ref()
+        .and_then(|g| g.allocator.used_peak_bytes)
+        .unwrap_or(r.memory.peak_over_baseline_bytes)
+}
+
 fn memory_point(rec: &StepRecord, recipe: Recipe) -> Option<MemoryPoint> {
     let r = rec.runs.iter().find(|r| r.recipe == recipe)?;
     Some(MemoryPoint {
         batch: rec.config.batch,
-        peak_bytes: r.memory.peak_over_baseline_bytes,
+        peak_bytes: device_peak(r),
         persistent_bytes: r.memory.params_bytes + r.memory.optimizer_bytes,
     })
 }
@@ -408,25 +419,39 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
         m1.max_batch_under(cfg.mem_cap_bytes),
         m2.max_batch_under(cfg.mem_cap_bytes),
     );
-    let mut confirmations = Vec::new();
-    let confirmation_note;
-    if max1.max(max2) < cfg.confirm_limit {
-        for (recipe, max) in [(Recipe::Ov1, max1), (Recipe::Ov2, max2)] {
-            for b in [max.max(2), max + 1] {
-                let mut sc = step_config(cfg, model, res, b, keep, 1, 0);
-                sc.recipes = vec![recipe];
-                let rec = step::run(&sc, progress)?;
-                let peak = rec.runs[0].memory.peak_over_baseline_bytes;
-                confirmations.push((recipe, b, peak, peak <= cfg.mem_cap_bytes));
-            }
+    // Real steps bisect the boundary, starting where the model puts it.
+    let mut search = |recipe: Recipe, guess: usize| -> Result<BatchSearch, ReproError> {
+        let min = if recipe == Recipe::Ov1 { 2 } else { 1 };
+        search_max_batch(guess, min, cfg.confirm_limit, |b| {
+            let mut sc = step_config(cfg, model, res, b, keep, 1, 0);
+            sc.recipes = vec![recipe];
+            let rec = step::run(&sc, progress)?;
+            let peak = rec.runs.first().map(device_peak);
+            Ok(Probe {
+                batch: b,
+                peak_bytes: peak,
+                fits: peak.is_some_and(|p| p <= cfg.mem_cap_bytes),
+            })
+        })
+    };
+    let ov1_search = search(Recipe::Ov1, max1)?;
+    let ov2_search = search(Recipe::Ov2, max2)?;
+    let describe = |name: &str, s: &BatchSearch| match (s.max_fit, s.min_fail) {
+        (Some(a), Some(b)) => format!("{name}: real steps fit at {a}, not at {b}"),
+        (Some(a), None) => {
+            format!(
+                "{name}: real steps fit up to the --confirm-limit {a}; larger batches not tried"
+            )
         }
-        confirmation_note = "real steps at the predicted max batch and one above".into();
-    } else {
-        confirmation_note = format!(
-            "not confirmed with real steps: predicted max batches ({max1}, {max2}) exceed --confirm-limit {}",
-            cfg.confirm_limit
-        );
-    }
+        (None, _) => format!("{name}: no batch fits in real steps"),
+    };
+    let confirmation_note = format!(
+        "{}; {} ({} + {} steps)",
+        describe("OV1", &ov1_search),
+        describe("OV2", &ov2_search),
+        ov1_search.probes.len(),
+        ov2_search.probes.len()
+    );
     let mut per_chip: Vec<usize> = claims
         .iter()
         .filter(|c| c.setting.backbone == backbone)
@@ -442,7 +467,8 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
         cap_bytes: cfg.mem_cap_bytes,
         ov1_max_batch_under_cap: max1,
         ov2_max_batch_under_cap: max2,
-        confirmations,
+        ov1_search,
+        ov2_search,
         confirmation_note,
         predictions,
         ov1: m1,
@@ -521,18 +547,23 @@ fn judge_claims(
                 }),
             metric::FITS_OV1_AT_BATCH | metric::FITS_OV2_AT_BATCH if same_model => {
                 claim.setting.per_chip_batch.map(|n| {
-                    let model = if claim.metric == metric::FITS_OV1_AT_BATCH {
-                        &memory.ov1
+                    let (model, search) = if claim.metric == metric::FITS_OV1_AT_BATCH {
+                        (&memory.ov1, &memory.ov1_search)
                     } else {
-                        &memory.ov2
+                        (&memory.ov2, &memory.ov2_search)
                     };
-                    with(Measured::fits(
-                        model.predict(n as usize) <= memory.cap_bytes as f64,
-                    ))
-                    .caveat(format!(
-                        "predicted peak against a cap of {} bytes",
-                        memory.cap_bytes
-                    ))
+                    let n = n as usize;
+                    match real_step_fits(search, n) {
+                        Some(fits) => with(Measured::fits(fits)).caveat(format!(
+                            "real steps of the max-batch search against a cap of {} bytes",
+                            memory.cap_bytes
+                        )),
+                        None => with(Measured::fits(model.predict(n) <= memory.cap_bytes as f64))
+                            .caveat(format!(
+                                "predicted peak against a cap of {} bytes (batch {n} beyond the real-step search)",
+                                memory.cap_bytes
+                            )),
+                    }
                 })
             }
             _ => None,
@@ -552,6 +583,17 @@ fn judge_claims(
         });
     }
     Ok(out)
+}
+
+/// Whether real steps settle that batch `n` fits (monotone in the batch), if they do.
+fn real_step_fits(s: &BatchSearch, n: usize) -> Option<bool> {
+    if s.max_fit.is_some_and(|a| n <= a) {
+        Some(true)
+    } else if s.min_fail.is_some_and(|b| n >= b) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// The claim table as markdown.
@@ -599,6 +641,25 @@ pub fn to_markdown(r: &ReproReport) -> String {
         m.ov2_max_batch_under_cap,
         m.confirmation_note
     ));
+    for (name, search) in [("OV1", &m.ov1_search), ("OV2", &m.ov2_search)] {
+        let steps: Vec<String> = search
+            .probes
+            .iter()
+            .map(|p| match p.peak_bytes {
+                Some(b) => format!(
+                    "{} {} ({:.3} GB)",
+                    p.batch,
+                    if p.fits { "fits" } else { "over" },
+                    b as f64 / 1e9
+                ),
+                None => format!("{} out of memory", p.batch),
+            })
+            .collect();
+        s.push_str(&format!(
+            "{name} max-batch search, real steps: {}.\n",
+            steps.join(", ")
+        ));
+    }
     for c in &r.caveats {
         s.push_str(&format!("- {c}\n"));
     }

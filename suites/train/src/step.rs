@@ -5,6 +5,7 @@ use crate::config::{ModelConfig, ModelName, PrefixAttention};
 use crate::data::{Batch, TextLengths};
 use crate::device::{DTypeArg, DeviceArg};
 use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
+use crate::fused::{with_kernels, Kernels};
 use crate::layers::Precision;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::params::Module;
@@ -42,6 +43,9 @@ pub struct StepConfig {
     /// CPU threads for element-wise kernels (candle's spinning barrier pool; 0: all CPUs).
     #[serde(default)]
     pub ew_threads: usize,
+    /// Layer norm, softmax, GELU and cross-entropy: fused kernels or candle's composed ops.
+    #[serde(default = "Kernels::composed")]
+    pub kernels: Kernels,
 }
 
 impl StepConfig {
@@ -64,6 +68,7 @@ impl StepConfig {
             remat: Remat::None,
             threads: 0,
             ew_threads: 1,
+            kernels: Kernels::Fused,
         }
     }
 
@@ -272,7 +277,10 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
             // The first line: candle appends a backtrace to device errors.
             error: error.lines().next().unwrap_or_default().to_string(),
         };
-        match run_recipe(cfg, &model_cfg, recipe, &device, progress) {
+        let result = with_kernels(cfg.kernels, || {
+            run_recipe(cfg, &model_cfg, recipe, &device, progress)
+        });
+        match result {
             Ok(run) => match crate::gpu_memory::over_cap(run.gpu.as_ref()) {
                 Some(msg) => failed.push(oom(msg)),
                 None => runs.push(run),
@@ -300,7 +308,6 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
         },
     })
 }
-
 
 fn run_recipe(
     cfg: &StepConfig,

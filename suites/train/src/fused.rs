@@ -1,0 +1,861 @@
+//! Fused CPU kernels with their own backward passes: layer norm, (masked) softmax, GELU and the
+//! token cross-entropy over the vocabulary head.
+//!
+//! candle composes these from element-wise ops, and its backward pass composes their
+//! derivatives again: a layer norm backward is about fifteen passes over memory, each a new
+//! tensor. Here each forward is one pass per row and each backward one more, with one output
+//! tensor; the cross-entropy never materialises the softmax in the forward pass and allocates
+//! only the logits' gradient in the backward pass.
+//!
+//! Which kernels run is a per-thread setting ([`with_kernels`]), fused by default, so that the
+//! model code stays the same and a step can be replayed with candle's composed ops to compare.
+//! Fused kernels cover f32 and f64 on the CPU; other dtypes and CUDA tensors take the composed
+//! path (documented fallback: no CUDA kernels yet).
+//!
+//! Work is split over rows with rayon in fixed-size chunks whose partial sums are added in
+//! chunk order, so results do not depend on thread scheduling.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Error, Layout, Result, Shape, Tensor,
+};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::str::FromStr;
+
+/// Which implementation of layer norm, softmax, GELU and cross-entropy the models use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// This module's fused CPU kernels (composed ops where they do not apply).
+    #[default]
+    Fused,
+    /// candle's composed ops everywhere.
+    Composed,
+}
+
+impl Kernels {
+    /// Records made before the setting existed ran composed ops.
+    pub fn composed() -> Self {
+        Kernels::Composed
+    }
+}
+
+impl FromStr for Kernels {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fused" => Ok(Kernels::Fused),
+            "composed" => Ok(Kernels::Composed),
+            _ => Err(format!(
+                "unknown kernels '{s}' (expected fused or composed)"
+            )),
+        }
+    }
+}
+
+thread_local! {
+    static KERNELS: Cell<Kernels> = const { Cell::new(Kernels::Fused) };
+}
+
+/// The kernels that model code on this thread uses.
+pub fn kernels() -> Kernels {
+    KERNELS.with(Cell::get)
+}
+
+/// Runs `f` with `k` as this thread's kernels, then restores the previous setting.
+pub fn with_kernels<T>(k: Kernels, f: impl FnOnce() -> T) -> T {
+    let prev = KERNELS.with(|c| c.replace(k));
+    let out = f();
+    KERNELS.with(|c| c.set(prev));
+    out
+}
+
+/// Whether the fused kernel applies to `t`.
+pub fn applies(t: &Tensor) -> bool {
+    kernels() == Kernels::Fused
+        && t.device().is_cpu()
+        && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// Rows per parallel task.
+const CHUNK_ROWS: usize = 64;
+
+trait Real: num_traits::Float + num_traits::FromPrimitive + Send + Sync + 'static {
+    fn of(s: &CpuStorage) -> Option<&Vec<Self>>;
+    fn wrap(v: Vec<Self>) -> CpuStorage;
+}
+
+impl Real for f32 {
+    fn of(s: &CpuStorage) -> Option<&Vec<f32>> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<f32>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+}
+
+impl Real for f64 {
+    fn of(s: &CpuStorage) -> Option<&Vec<f64>> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<f64>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+}
+
+fn msg(op: &str, what: impl std::fmt::Display) -> Error {
+    Error::Msg(format!("{op}: {what}"))
+}
+
+/// The contiguous elements of a storage, or an error naming the op.
+fn slice<'a, T: Real>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let v = T::of(s).ok_or_else(|| msg(op, format!("unsupported dtype {:?}", s.dtype())))?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| msg(op, "input must be contiguous"))?;
+    Ok(&v[a..b])
+}
+
+fn last_dim(op: &str, l: &Layout) -> Result<usize> {
+    l.dims()
+        .last()
+        .copied()
+        .filter(|&d| d > 0)
+        .ok_or_else(|| msg(op, "needs a non-empty last dimension"))
+}
+
+fn uninit<T: Real>(n: usize) -> Vec<T> {
+    vec![T::zero(); n]
+}
+
+fn cast<T: Real>(x: f64) -> T {
+    T::from_f64(x).expect("finite constant")
+}
+
+/// Dispatches a generic kernel on the storage's float type.
+macro_rules! on_float {
+    ($s:expr, $op:expr, $f:ident ( $($arg:expr),* )) => {
+        match $s.dtype() {
+            DType::F32 => $f::<f32>($($arg),*),
+            DType::F64 => $f::<f64>($($arg),*),
+            d => Err(msg($op, format!("unsupported dtype {d:?}"))),
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm
+
+struct LayerNormOp {
+    eps: f64,
+}
+
+struct LayerNormBwd {
+    eps: f64,
+}
+
+fn row_stats<T: Real>(x: &[T], eps: f64) -> (T, T) {
+    let d = cast::<T>(x.len() as f64);
+    let mean = x.iter().fold(T::zero(), |a, &v| a + v) / d;
+    let var = x
+        .iter()
+        .fold(T::zero(), |a, &v| a + (v - mean) * (v - mean))
+        / d;
+    (mean, (var + cast(eps)).sqrt().recip())
+}
+
+fn ln_fwd<T: Real>(
+    op: &LayerNormOp,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "layer_norm";
+    let (x, g, b) = (
+        slice::<T>(name, s1, l1)?,
+        slice::<T>(name, s2, l2)?,
+        slice::<T>(name, s3, l3)?,
+    );
+    let d = last_dim(name, l1)?;
+    if g.len() != d || b.len() != d {
+        return Err(msg(
+            name,
+            format!("scale/bias of {} for width {d}", g.len()),
+        ));
+    }
+    let mut y = uninit::<T>(x.len());
+    y.par_chunks_mut(d * CHUNK_ROWS)
+        .zip(x.par_chunks(d * CHUNK_ROWS))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                let (mean, rstd) = row_stats(xr, op.eps);
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
+                }
+            }
+        });
+    Ok((T::wrap(y), l1.shape().clone()))
+}
+
+/// Output: (R + 2, D): rows 0..R are dx, row R is d(scale), row R + 1 is d(bias).
+fn ln_bwd<T: Real>(
+    op: &LayerNormBwd,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "layer_norm backward";
+    let (x, g, dy) = (
+        slice::<T>(name, s1, l1)?,
+        slice::<T>(name, s2, l2)?,
+        slice::<T>(name, s3, l3)?,
+    );
+    let d = last_dim(name, l1)?;
+    let rows = x.len() / d;
+    let mut out = uninit::<T>(x.len() + 2 * d);
+    let (dx, _) = out.split_at_mut(x.len());
+    let partials: Vec<(Vec<T>, Vec<T>)> = dx
+        .par_chunks_mut(d * CHUNK_ROWS)
+        .zip(x.par_chunks(d * CHUNK_ROWS))
+        .zip(dy.par_chunks(d * CHUNK_ROWS))
+        .map(|((dxc, xc), dyc)| {
+            let (mut dg, mut db) = (uninit::<T>(d), uninit::<T>(d));
+            for ((dxr, xr), dyr) in dxc.chunks_mut(d).zip(xc.chunks(d)).zip(dyc.chunks(d)) {
+                let (mean, rstd) = row_stats(xr, op.eps);
+                // dx = rstd (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)), ĝ = dy · scale.
+                let (mut s_g, mut s_gx) = (T::zero(), T::zero());
+                for i in 0..d {
+                    let xh = (xr[i] - mean) * rstd;
+                    let gh = dyr[i] * g[i];
+                    s_g = s_g + gh;
+                    s_gx = s_gx + gh * xh;
+                    dg[i] = dg[i] + dyr[i] * xh;
+                    db[i] = db[i] + dyr[i];
+                }
+                let n = cast::<T>(d as f64);
+                let (m_g, m_gx) = (s_g / n, s_gx / n);
+                for i in 0..d {
+                    let xh = (xr[i] - mean) * rstd;
+                    dxr[i] = rstd * (dyr[i] * g[i] - m_g - xh * m_gx);
+                }
+            }
+            (dg, db)
+        })
+        .collect();
+    let tail = &mut out[rows * d..];
+    for (dg, db) in &partials {
+        for i in 0..d {
+            tail[i] = tail[i] + dg[i];
+            tail[d + i] = tail[d + i] + db[i];
+        }
+    }
+    Ok((T::wrap(out), Shape::from((rows + 2, d))))
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), ln_fwd(self, s1, l1, s2, l2, s3, l3))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = g.elem_count();
+        let rows = x.elem_count() / d;
+        let packed = x.apply_op3_no_bwd(g, &dy.contiguous()?, &LayerNormBwd { eps: self.eps })?;
+        let dx = packed.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let dg = packed.narrow(0, rows, 1)?.reshape(d)?;
+        let db = packed.narrow(0, rows + 1, 1)?.reshape(d)?;
+        Ok((Some(dx), Some(dg), Some(db)))
+    }
+}
+
+impl CustomOp3 for LayerNormBwd {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), ln_bwd(self, s1, l1, s2, l2, s3, l3))
+    }
+}
+
+/// Layer norm over the last dimension of `x` with `scale` and `bias` of that width.
+pub fn layer_norm(x: &Tensor, scale: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(scale, bias, LayerNormOp { eps })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax over the last dimension, with an optional additive (Tq, Tk) mask
+
+struct Softmax;
+struct MaskedSoftmax;
+struct SoftmaxBwd;
+
+fn softmax_rows<T: Real>(x: &[T], mask: Option<&[T]>, d: usize, y: &mut [T]) {
+    let tq = mask.map(|m| m.len() / d).unwrap_or(1);
+    y.par_chunks_mut(d * CHUNK_ROWS)
+        .zip(x.par_chunks(d * CHUNK_ROWS))
+        .enumerate()
+        .for_each(|(c, (yc, xc))| {
+            for (r, (yr, xr)) in yc.chunks_mut(d).zip(xc.chunks(d)).enumerate() {
+                match mask {
+                    Some(m) => {
+                        let row = (c * CHUNK_ROWS + r) % tq;
+                        let mr = &m[row * d..(row + 1) * d];
+                        for i in 0..d {
+                            yr[i] = xr[i] + mr[i];
+                        }
+                    }
+                    None => yr.copy_from_slice(xr),
+                }
+                let max = yr.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+                let mut sum = T::zero();
+                for v in yr.iter_mut() {
+                    *v = (*v - max).exp();
+                    sum = sum + *v;
+                }
+                let inv = sum.recip();
+                for v in yr.iter_mut() {
+                    *v = *v * inv;
+                }
+            }
+        });
+}
+
+fn softmax_fwd<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    mask: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "softmax";
+    let x = slice::<T>(name, s1, l1)?;
+    let d = last_dim(name, l1)?;
+    let mask = match mask {
+        Some((s, l)) => {
+            let m = slice::<T>(name, s, l)?;
+            let dims = l.dims();
+            let tq = x.len() / d;
+            if dims.len() != 2 || dims[1] != d || dims[0] == 0 || tq % dims[0] != 0 {
+                return Err(msg(
+                    name,
+                    format!("mask {dims:?} does not fit scores {:?}", l1.dims()),
+                ));
+            }
+            Some(m)
+        }
+        None => None,
+    };
+    let mut y = uninit::<T>(x.len());
+    softmax_rows(x, mask, d, &mut y);
+    Ok((T::wrap(y), l1.shape().clone()))
+}
+
+/// dx = y (dy - Σ dy·y), row by row.
+fn softmax_bwd<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "softmax backward";
+    let (y, dy) = (slice::<T>(name, s1, l1)?, slice::<T>(name, s2, l2)?);
+    let d = last_dim(name, l1)?;
+    let mut dx = uninit::<T>(y.len());
+    dx.par_chunks_mut(d * CHUNK_ROWS)
+        .zip(y.par_chunks(d * CHUNK_ROWS))
+        .zip(dy.par_chunks(d * CHUNK_ROWS))
+        .for_each(|((dxc, yc), dyc)| {
+            for ((dxr, yr), dyr) in dxc.chunks_mut(d).zip(yc.chunks(d)).zip(dyc.chunks(d)) {
+                let dot = yr.iter().zip(dyr).fold(T::zero(), |a, (&y, &g)| a + y * g);
+                for i in 0..d {
+                    dxr[i] = yr[i] * (dyr[i] - dot);
+                }
+            }
+        });
+    Ok((T::wrap(dx), l1.shape().clone()))
+}
+
+fn softmax_grad(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    y.apply_op2_no_bwd(&dy.contiguous()?, &SoftmaxBwd)
+}
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "fused-softmax"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        on_float!(s, self.name(), softmax_fwd(s, l, None))
+    }
+    fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(softmax_grad(y, dy)?))
+    }
+}
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-masked-softmax"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), softmax_fwd(s1, l1, Some((s2, l2))))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // The mask is a constant: no gradient.
+        Ok((Some(softmax_grad(y, dy)?), None))
+    }
+}
+
+impl CustomOp2 for SoftmaxBwd {
+    fn name(&self) -> &'static str {
+        "fused-softmax-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), softmax_bwd(s1, l1, s2, l2))
+    }
+}
+
+/// softmax(x + mask) over the last dimension; `mask` (Tq, Tk) is added to every (Tq, Tk)
+/// slice of `x` (…, Tq, Tk) and gets no gradient.
+pub fn softmax(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    match mask {
+        Some(m) => x.apply_op2(&m.to_dtype(x.dtype())?.contiguous()?, MaskedSoftmax),
+        None => x.apply_op1(Softmax),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GELU, tanh approximation (candle's `gelu`)
+
+struct Gelu;
+struct GeluBwd;
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_C: f64 = 0.044_715;
+
+// With s = sigmoid(2z), z = k (x + c x³): gelu = ½ x (1 + tanh z) = x s, written with one exp
+// (cheaper than tanh).
+fn gelu_fwd<T: Real>(s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    let x = slice::<T>("gelu", s, l)?;
+    let (k2, c, one) = (cast::<T>(2.0 * SQRT_2_OVER_PI), cast::<T>(GELU_C), T::one());
+    let mut y = uninit::<T>(x.len());
+    y.par_chunks_mut(4096)
+        .zip(x.par_chunks(4096))
+        .for_each(|(yc, xc)| {
+            for (o, &v) in yc.iter_mut().zip(xc) {
+                *o = v / (one + (-(k2 * v * (one + c * v * v))).exp());
+            }
+        });
+    Ok((T::wrap(y), l.shape().clone()))
+}
+
+/// d gelu/dx = ½(1 + t) + ½ x (1 − t²) k (1 + 3c x²) with t = tanh z = 2s − 1,
+/// i.e. s + 2 x s (1 − s) k (1 + 3c x²).
+fn gelu_bwd<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "gelu backward";
+    let (x, dy) = (slice::<T>(name, s1, l1)?, slice::<T>(name, s2, l2)?);
+    let (k, k2, c, c3, one, two) = (
+        cast::<T>(SQRT_2_OVER_PI),
+        cast::<T>(2.0 * SQRT_2_OVER_PI),
+        cast::<T>(GELU_C),
+        cast::<T>(3.0 * GELU_C),
+        T::one(),
+        cast::<T>(2.0),
+    );
+    let mut dx = uninit::<T>(x.len());
+    dx.par_chunks_mut(4096)
+        .zip(x.par_chunks(4096))
+        .zip(dy.par_chunks(4096))
+        .for_each(|((oc, xc), gc)| {
+            for ((o, &v), &g) in oc.iter_mut().zip(xc).zip(gc) {
+                let s = one / (one + (-(k2 * v * (one + c * v * v))).exp());
+                *o = g * (s + two * v * s * (one - s) * k * (one + c3 * v * v));
+            }
+        });
+    Ok((T::wrap(dx), l1.shape().clone()))
+}
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "fused-gelu"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        on_float!(s, self.name(), gelu_fwd(s, l))
+    }
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&dy.contiguous()?, &GeluBwd)?))
+    }
+}
+
+impl CustomOp2 for GeluBwd {
+    fn name(&self) -> &'static str {
+        "fused-gelu-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), gelu_bwd(s1, l1, s2, l2))
+    }
+}
+
+/// GELU with the tanh approximation, as candle's `Tensor::gelu`.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Gelu)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token cross-entropy: per-row −log softmax(logits)[target]
+
+struct RowNll;
+struct RowNllBwd;
+
+fn targets<'a>(op: &str, s: &'a CpuStorage, l: &Layout, rows: usize) -> Result<&'a [u32]> {
+    let CpuStorage::U32(v) = s else {
+        return Err(msg(op, "targets must be u32"));
+    };
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| msg(op, "targets must be contiguous"))?;
+    if b - a != rows {
+        return Err(msg(op, format!("{} targets for {rows} rows", b - a)));
+    }
+    Ok(&v[a..b])
+}
+
+fn log_sum_exp<T: Real>(row: &[T]) -> T {
+    let max = row.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+    let sum = row.iter().fold(T::zero(), |a, &v| a + (v - max).exp());
+    max + sum.ln()
+}
+
+fn nll_fwd<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "cross-entropy";
+    let x = slice::<T>(name, s1, l1)?;
+    let v = last_dim(name, l1)?;
+    let rows = x.len() / v;
+    let t = targets(name, s2, l2, rows)?;
+    if let Some(bad) = t.iter().find(|&&i| i as usize >= v) {
+        return Err(msg(
+            name,
+            format!("target {bad} outside a vocabulary of {v}"),
+        ));
+    }
+    let mut out = uninit::<T>(rows);
+    out.par_chunks_mut(CHUNK_ROWS)
+        .zip(x.par_chunks(v * CHUNK_ROWS))
+        .zip(t.par_chunks(CHUNK_ROWS))
+        .for_each(|((oc, xc), tc)| {
+            for ((o, xr), &ti) in oc.iter_mut().zip(xc.chunks(v)).zip(tc) {
+                *o = log_sum_exp(xr) - xr[ti as usize];
+            }
+        });
+    Ok((T::wrap(out), Shape::from(rows)))
+}
+
+/// d/dlogits = g_row (softmax − one-hot(target)), written straight into the one output.
+fn nll_bwd<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+    s3: &CpuStorage,
+    l3: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "cross-entropy backward";
+    let x = slice::<T>(name, s1, l1)?;
+    let v = last_dim(name, l1)?;
+    let rows = x.len() / v;
+    let t = targets(name, s2, l2, rows)?;
+    let g = slice::<T>(name, s3, l3)?;
+    let mut dx = uninit::<T>(x.len());
+    dx.par_chunks_mut(v * CHUNK_ROWS)
+        .zip(x.par_chunks(v * CHUNK_ROWS))
+        .zip(t.par_chunks(CHUNK_ROWS).zip(g.par_chunks(CHUNK_ROWS)))
+        .for_each(|((dc, xc), (tc, gc))| {
+            for (((dr, xr), &ti), &gi) in dc.chunks_mut(v).zip(xc.chunks(v)).zip(tc).zip(gc) {
+                let lse = log_sum_exp(xr);
+                for (d, &xv) in dr.iter_mut().zip(xr) {
+                    *d = gi * (xv - lse).exp();
+                }
+                dr[ti as usize] = dr[ti as usize] - gi;
+            }
+        });
+    Ok((T::wrap(dx), l1.shape().clone()))
+}
+
+impl CustomOp2 for RowNll {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), nll_fwd(s1, l1, s2, l2))
+    }
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _nll: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = logits.apply_op3_no_bwd(targets, &g.contiguous()?, &RowNllBwd)?;
+        Ok((Some(dx), None))
+    }
+}
+
+impl CustomOp3 for RowNllBwd {
+    fn name(&self) -> &'static str {
+        "fused-cross-entropy-backward"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), nll_bwd(s1, l1, s2, l2, s3, l3))
+    }
+}
+
+/// −log softmax(logits)[target] for every row: `logits` (N, V), `targets` (N) u32 → (N).
+pub fn row_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    logits
+        .contiguous()?
+        .apply_op2(&targets.contiguous()?, RowNll)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary head and cross-entropy in one: −log softmax(h W)[target] per row. The forward pass
+// turns each chunk of logits into d nll/d logits = softmax − one-hot(target) at once, so the one
+// full-size (N, V) tensor alive between the passes is that gradient; the backward pass scales
+// rows by the incoming gradient after the matmuls, on (N, D) tensors.
+
+/// Bytes of logits computed at a time in the forward pass.
+const HEAD_CHUNK_BYTES: usize = 64 << 20;
+
+/// Softmax minus one-hot, in place over a chunk of logits rows, returning −log p[target].
+struct SoftmaxMinusOneHot;
+
+fn smoh<T: Real>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    let name = "head cross-entropy";
+    let x = slice::<T>(name, s1, l1)?;
+    let v = last_dim(name, l1)?;
+    let rows = x.len() / v;
+    let t = targets(name, s2, l2, rows)?;
+    if let Some(bad) = t.iter().find(|&&i| i as usize >= v) {
+        return Err(msg(
+            name,
+            format!("target {bad} outside a vocabulary of {v}"),
+        ));
+    }
+    let mut out = uninit::<T>(rows * v);
+    out.par_chunks_mut(v * CHUNK_ROWS)
+        .zip(x.par_chunks(v * CHUNK_ROWS))
+        .zip(t.par_chunks(CHUNK_ROWS))
+        .for_each(|((oc, xc), tc)| {
+            for ((or, xr), &ti) in oc.chunks_mut(v).zip(xc.chunks(v)).zip(tc) {
+                let lse = log_sum_exp(xr);
+                for (o, &xv) in or.iter_mut().zip(xr) {
+                    *o = (xv - lse).exp();
+                }
+                or[ti as usize] = or[ti as usize] - T::one();
+            }
+        });
+    Ok((T::wrap(out), Shape::from((rows, v))))
+}
+
+impl CustomOp2 for SoftmaxMinusOneHot {
+    fn name(&self) -> &'static str {
+        "fused-softmax-minus-one-hot"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        on_float!(s1, self.name(), smoh(s1, l1, s2, l2))
+    }
+}
+
+/// Attaches the backward pass to a per-row loss computed beforehand on detached inputs: its
+/// forward only hands back that result.
+struct LinearNll {
+    nll: Tensor,
+    /// d nll_row / d logits: (N, V).
+    dlogits: Tensor,
+}
+
+fn chunk_rows(rows: usize, vocab: usize, dtype: DType) -> usize {
+    (HEAD_CHUNK_BYTES / (vocab * dtype.size_in_bytes()).max(1)).clamp(1, rows.max(1))
+}
+
+impl CustomOp3 for LinearNll {
+    fn name(&self) -> &'static str {
+        "fused-head-cross-entropy"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let storage = match self.nll.dtype() {
+            DType::F32 => CpuStorage::F32(self.nll.to_vec1()?),
+            DType::F64 => CpuStorage::F64(self.nll.to_vec1()?),
+            d => return Err(msg(self.name(), format!("unsupported dtype {d:?}"))),
+        };
+        Ok((storage, self.nll.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        h: &Tensor,
+        w: &Tensor,
+        _targets: &Tensor,
+        _nll: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (h, w) = (h.detach(), w.detach());
+        let g = g.detach().unsqueeze(1)?;
+        // dh = diag(g) P Wᵀ; dW = (diag(g) h)ᵀ P.
+        let dh = self.dlogits.matmul(&w.t()?)?.broadcast_mul(&g)?;
+        let dw = h.broadcast_mul(&g)?.t()?.matmul(&self.dlogits)?;
+        Ok((Some(dh), Some(dw), None))
+    }
+}
+
+/// −log softmax(`h` `w`)[target] per row: `h` (N, D), `w` (D, V), `targets` (N) u32 → (N).
+/// Holds one (N, V) tensor (the logits' gradient) between the passes.
+pub fn linear_nll(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let chunk = chunk_rows(h.dim(0)?, w.dim(1)?, h.dtype());
+    linear_nll_chunked(h, w, targets, chunk)
+}
+
+/// [`linear_nll`] computing `chunk` rows of logits at a time.
+pub fn linear_nll_chunked(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    chunk: usize,
+) -> Result<Tensor> {
+    let (rows, d) = h.dims2()?;
+    let vocab = w.dim(1)?;
+    if chunk == 0 || rows == 0 {
+        return Err(msg(
+            "fused-head-cross-entropy",
+            "needs at least one row per chunk",
+        ));
+    }
+    crate::macs::record(rows * d * vocab);
+    let (hd, wd) = (h.detach().contiguous()?, w.detach());
+    let targets = targets.contiguous()?;
+    // One chunk: the gradient is the chunk's own output; several: copied into one buffer as
+    // they come, so no more than one chunk exists beside it.
+    let single = chunk >= rows;
+    let mut dlogits = if single {
+        None
+    } else {
+        Some(Tensor::zeros((rows, vocab), h.dtype(), h.device())?)
+    };
+    let mut nlls = Vec::new();
+    for r0 in (0..rows).step_by(chunk) {
+        let n = chunk.min(rows - r0);
+        let t = targets.narrow(0, r0, n)?;
+        let logits = hd.narrow(0, r0, n)?.matmul(&wd)?;
+        nlls.push(logits.apply_op2_no_bwd(&t, &RowNll)?);
+        let grad = logits.apply_op2_no_bwd(&t, &SoftmaxMinusOneHot)?;
+        match &dlogits {
+            Some(buf) => buf.slice_set(&grad, 0, r0)?,
+            None => dlogits = Some(grad),
+        }
+    }
+    let nll = Tensor::cat(&nlls, 0)?;
+    let dlogits = dlogits.expect("at least one chunk");
+    h.contiguous()?
+        .apply_op3(w, &targets, LinearNll { nll, dlogits })
+}
