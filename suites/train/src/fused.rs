@@ -709,57 +709,6 @@ pub fn row_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 /// Bytes of logits computed at a time in the forward pass.
 const HEAD_CHUNK_BYTES: usize = 64 << 20;
 
-/// Softmax minus one-hot, in place over a chunk of logits rows, returning −log p[target].
-struct SoftmaxMinusOneHot;
-
-fn smoh<T: Real>(
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-) -> Result<(CpuStorage, Shape)> {
-    let name = "head cross-entropy";
-    let x = slice::<T>(name, s1, l1)?;
-    let v = last_dim(name, l1)?;
-    let rows = x.len() / v;
-    let t = targets(name, s2, l2, rows)?;
-    if let Some(bad) = t.iter().find(|&&i| i as usize >= v) {
-        return Err(msg(
-            name,
-            format!("target {bad} outside a vocabulary of {v}"),
-        ));
-    }
-    let mut out = uninit::<T>(rows * v);
-    out.par_chunks_mut(v * CHUNK_ROWS)
-        .zip(x.par_chunks(v * CHUNK_ROWS))
-        .zip(t.par_chunks(CHUNK_ROWS))
-        .for_each(|((oc, xc), tc)| {
-            for ((or, xr), &ti) in oc.chunks_mut(v).zip(xc.chunks(v)).zip(tc) {
-                let lse = log_sum_exp(xr);
-                for (o, &xv) in or.iter_mut().zip(xr) {
-                    *o = (xv - lse).exp();
-                }
-                or[ti as usize] = or[ti as usize] - T::one();
-            }
-        });
-    Ok((T::wrap(out), Shape::from((rows, v))))
-}
-
-impl CustomOp2 for SoftmaxMinusOneHot {
-    fn name(&self) -> &'static str {
-        "fused-softmax-minus-one-hot"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        on_float!(s1, self.name(), smoh(s1, l1, s2, l2))
-    }
-}
-
 /// Attaches the backward pass to a per-row loss computed beforehand on detached inputs: its
 /// forward only hands back that result.
 struct LinearNll {
@@ -848,7 +797,9 @@ pub fn linear_nll_chunked(
         let t = targets.narrow(0, r0, n)?;
         let logits = hd.narrow(0, r0, n)?.matmul(&wd)?;
         nlls.push(logits.apply_op2_no_bwd(&t, &RowNll)?);
-        let grad = logits.apply_op2_no_bwd(&t, &SoftmaxMinusOneHot)?;
+        // d nll/d logits = softmax − one-hot: the cross-entropy backward with unit row gradients.
+        let ones = Tensor::ones(n, h.dtype(), h.device())?;
+        let grad = logits.apply_op3_no_bwd(&t, &ones, &RowNllBwd)?;
         match &dlogits {
             Some(buf) => buf.slice_set(&grad, 0, r0)?,
             None => dlogits = Some(grad),

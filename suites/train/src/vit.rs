@@ -51,8 +51,9 @@ impl VisionTransformer {
         })
     }
 
-    /// Tokens entering the first block: [CLS; patch embeddings + position embedding].
-    fn embed(&self, images: &Tensor, p: Precision) -> Result<Tensor> {
+    /// Tokens entering the first block, [CLS; patch embeddings + position embedding]:
+    /// (B, 1 + N, D).
+    pub fn embed(&self, images: &Tensor, p: Precision) -> Result<Tensor> {
         let (b, c, h, w) = images.dims4()?;
         let (gh, gw, ps) = (h / self.patch, w / self.patch, self.patch);
         let n = gh * gw;
@@ -68,7 +69,10 @@ impl VisionTransformer {
             .forward(&patches, p)?
             .to_dtype(p.master)?
             .broadcast_add(&self.posemb.to_dtype(p.master)?)?;
-        let cls = self.cls.broadcast_as((b, 1, self.width))?;
+        let cls = self
+            .cls
+            .to_dtype(p.master)?
+            .broadcast_as((b, 1, self.width))?;
         Tensor::cat(&[&cls, &x], 1)
     }
 

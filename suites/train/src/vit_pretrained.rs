@@ -101,30 +101,6 @@ pub fn block_forward(b: &Block, x: &Tensor, gelu: Gelu, p: Precision) -> Result<
 }
 
 impl VisionTransformer {
-    /// Tokens entering the first block, `[CLS; patches + posemb]`: (B, 1 + N, D).
-    /// The same patch flattening as the training forward (row-major patch, channels last).
-    pub fn embed_tokens(&self, images: &Tensor, p: Precision) -> Result<Tensor> {
-        let (b, c, h, w) = images.dims4()?;
-        let (gh, gw, ps) = (h / self.patch, w / self.patch, self.patch);
-        let n = gh * gw;
-        let patches = images
-            .to_dtype(p.master)?
-            .reshape((b, c, gh, ps, gw, ps))?
-            .permute((0, 2, 4, 3, 5, 1))?
-            .contiguous()?
-            .reshape((b, n, ps * ps * c))?;
-        let x = self
-            .patch_embed
-            .forward(&patches, p)?
-            .to_dtype(p.master)?
-            .broadcast_add(&self.posemb.to_dtype(p.master)?)?;
-        let cls = self
-            .cls
-            .to_dtype(p.master)?
-            .broadcast_as((b, 1, self.width))?;
-        Tensor::cat(&[&cls, &x], 1)
-    }
-
     /// Hidden states after `layers` blocks (1 ≤ layers ≤ depth), all tokens with CLS first:
     /// (B, 1 + N, D). LLaVA's `mm_vision_select_layer = -2` is `layers = depth - 1`.
     pub fn hidden_states(
@@ -140,7 +116,7 @@ impl VisionTransformer {
                 self.blocks.blocks.len()
             )));
         }
-        let mut x = self.embed_tokens(images, p)?;
+        let mut x = self.embed(images, p)?;
         for b in &self.blocks.blocks[..layers] {
             x = block_forward(b, &x, gelu, p)?;
         }
