@@ -59,8 +59,9 @@ pub struct StepArgs {
     /// workers, which costs more than it saves on small shared machines, hence 1
     #[arg(long, default_value_t = 1)]
     pub ew_threads: usize,
-    /// Layer norm, softmax, GELU and cross-entropy: fused (ovbench's CPU kernels, with their
-    /// own backward passes) or composed (candle's element-wise ops; always used on CUDA)
+    /// fused: ovbench's CPU kernels with their own backward passes (each transformer block as
+    /// one op; layer norm, softmax, GELU, head + cross-entropy); composed: candle's ops (always
+    /// used on CUDA and for bf16/f16)
     #[arg(long, default_value = "fused")]
     pub kernels: ovbench_train::fused::Kernels,
     /// GPU memory cap, e.g. 32GiB: a recipe whose allocator peak exceeds it is recorded as oom
@@ -299,6 +300,17 @@ pub fn render(rec: &StepRecord) -> String {
                 .rss_peak_bytes
                 .map(bytes)
                 .unwrap_or_else(|| "n/a".into())
+        },
+        "".into(),
+    );
+    row(
+        "allocated per step",
+        &|r| {
+            format!(
+                "{} in {}",
+                bytes(r.memory.allocated_bytes_per_step),
+                r.memory.allocations_per_step
+            )
         },
         "".into(),
     );

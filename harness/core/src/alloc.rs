@@ -1,7 +1,7 @@
 //! A counting global allocator: exact, deterministic byte counts of host memory.
 //!
 //! The binary installs it with `#[global_allocator]`; libraries only read the counters.
-//! Counting costs two relaxed atomic adds per allocation, far below the noise of a step.
+//! Counting costs a few relaxed atomic adds per allocation, far below the noise of a step.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +12,7 @@ pub struct CountingAlloc;
 static CURRENT: AtomicU64 = AtomicU64::new(0);
 static PEAK: AtomicU64 = AtomicU64::new(0);
 static CALLS: AtomicU64 = AtomicU64::new(0);
+static TOTAL: AtomicU64 = AtomicU64::new(0);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static RETAIN: AtomicBool = AtomicBool::new(false);
 
@@ -20,6 +21,7 @@ fn add(bytes: u64) {
     let now = CURRENT.fetch_add(bytes, Ordering::Relaxed) + bytes;
     PEAK.fetch_max(now, Ordering::Relaxed);
     CALLS.fetch_add(1, Ordering::Relaxed);
+    TOTAL.fetch_add(bytes, Ordering::Relaxed);
 }
 
 #[inline]
@@ -72,6 +74,9 @@ pub struct AllocSnapshot {
     pub current_bytes: u64,
     pub peak_bytes: u64,
     pub calls: u64,
+    /// Bytes allocated so far, freed or not (a realloc counts its new size).
+    #[serde(default)]
+    pub allocated_bytes: u64,
 }
 
 /// Whether a counting allocator is installed in this process.
@@ -84,6 +89,7 @@ pub fn snapshot() -> AllocSnapshot {
         current_bytes: CURRENT.load(Ordering::Relaxed),
         peak_bytes: PEAK.load(Ordering::Relaxed),
         calls: CALLS.load(Ordering::Relaxed),
+        allocated_bytes: TOTAL.load(Ordering::Relaxed),
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Per recipe, `DIR/<ov1|ov2>/` gets:
 //! - `params.safetensors`: every trainable tensor as the step builds it from the seed, named as
-//!   in [`ParamStore`] (`image_encoder.blocks.block0.attn.qkv.w`, ...), f32, candle's layout
+//!   in [`ParamStore`](crate::params::ParamStore) (`image_encoder.blocks.block0.attn.qkv.w`, ...), f32, candle's layout
 //!   (a Linear's `w` is (in, out));
 //! - `batch.safetensors`: the synthetic batch of the step runner (`images` f32; token ids and
 //!   targets as i64; weights f32) and `keep_step<k>` (B, K) i64, the patch indices OpenVision 2

@@ -1,5 +1,7 @@
 //! Transformer building blocks, written from composed candle ops that all carry gradients
-//! (candle 0.11's fused `layer_norm` and `softmax_last_dim` silently drop them).
+//! (candle 0.11's fused `layer_norm` and `softmax_last_dim` silently drop them). On the CPU in
+//! f32 and f64 a whole [`Block`] runs as one fused op instead ([`fused::block`]), with the same
+//! weights and the same result to rounding.
 
 use crate::config::{StackDims, LN_EPS};
 use crate::fused;
@@ -237,6 +239,9 @@ impl Block {
     }
 
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+        if p.compute == p.master && x.dtype() == p.master && fused::block::applies(self, x) {
+            return fused::block::forward(self, x, mask);
+        }
         let x = (x + self
             .attn
             .forward(&self.ln1.forward(x)?, mask, p)?

@@ -313,7 +313,7 @@ impl Model {
         if let Some(tape) = &remat {
             keep.insert(tape.leaf_id());
         }
-        let mut grads = retain_grads(total.backward()?, &keep);
+        let mut grads = retain_grads(crate::fused::grads::backward(&total)?, &keep);
         drop(total);
         if let Some(tape) = remat {
             keep.remove(&tape.leaf_id());

@@ -133,6 +133,10 @@ pub struct HostMemory {
     pub rss_peak_bytes: Option<u64>,
     /// Allocations made during the measured steps, per step.
     pub allocations_per_step: u64,
+    /// Bytes allocated during the measured steps, per step; 0 in records made before it was
+    /// counted.
+    #[serde(default)]
+    pub allocated_bytes_per_step: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -352,10 +356,13 @@ fn run_recipe(
     let mut samples = Vec::new();
     let mut grads_bytes = 0u64;
     let mut calls_at_measure = 0u64;
+    let mut bytes_at_measure = 0u64;
     for step in 0..cfg.warmup + cfg.steps {
         let measured = step >= cfg.warmup;
         if step == cfg.warmup {
-            calls_at_measure = alloc::snapshot().calls;
+            let s = alloc::snapshot();
+            calls_at_measure = s.calls;
+            bytes_at_measure = s.allocated_bytes;
         }
         let mask_seed = cfg
             .seed
@@ -430,6 +437,7 @@ fn run_recipe(
             None
         },
         allocations_per_step: (snap.calls - calls_at_measure) / cfg.steps as u64,
+        allocated_bytes_per_step: (snap.allocated_bytes - bytes_at_measure) / cfg.steps as u64,
     };
 
     let col = |f: fn(&StepSample) -> f64| -> Vec<f64> { samples.iter().map(f).collect() };

@@ -1,5 +1,5 @@
 //! The OpenVision (v1) text encoder (facts §2.2): 80 tokens, bidirectional, learnable
-//! positions, a final LayerNorm, pooling on the last token (the appended [CLS]) and a
+//! positions, a final LayerNorm, pooling on the last token (the appended \[CLS\]) and a
 //! projection to the image embedding width for the contrastive loss.
 
 use crate::config::{StackDims, TEXT_LEN, VOCAB};

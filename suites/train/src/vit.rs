@@ -150,14 +150,17 @@ impl VisionTransformer {
             drop(x);
             let out = block.forward(xv.as_tensor(), None, p)?;
             // d/dθ Σ(out · g) is the vector-Jacobian product of this block.
-            let mut gs = (out * &g)?.sum_all()?.backward()?;
+            let mut gs = crate::fused::grads::backward(&(out * &g)?.sum_all()?)?;
             g = gs.remove(xv.as_tensor()).ok_or_else(|| {
                 candle_core::Error::Msg("remat: no gradient reached a block input".into())
             })?;
             grads.extend(retain_grads(gs, keep))?;
         }
         let x0 = self.embed(&images, p)?;
-        grads.extend(retain_grads((x0 * &g)?.sum_all()?.backward()?, keep))
+        grads.extend(retain_grads(
+            crate::fused::grads::backward(&(x0 * &g)?.sum_all()?)?,
+            keep,
+        ))
     }
 }
 

@@ -47,7 +47,7 @@ fn loss_falls_on_a_fixed_batch_for_both_recipes() {
         for step in 0..10 {
             let loss = built.model.loss(&b, Precision::F32, step).unwrap();
             losses.push(loss.total.to_scalar::<f32>().unwrap());
-            let grads = loss.total.backward().unwrap();
+            let grads = ovbench_train::fused::grads::backward(&loss.total).unwrap();
             opt.step(&built.params.params, &grads).unwrap();
         }
         let (first, last) = (losses[0], *losses.last().unwrap());
@@ -60,7 +60,7 @@ fn every_trainable_variable_receives_a_nonzero_gradient() {
     for recipe in [Recipe::Ov1, Recipe::Ov2] {
         let built = build(recipe, &tiny(0.5, PrefixAttention::Causal), 3, &Device::Cpu).unwrap();
         let loss = built.model.loss(&batch(4, 2), Precision::F32, 0).unwrap();
-        let grads = loss.total.backward().unwrap();
+        let grads = ovbench_train::fused::grads::backward(&loss.total).unwrap();
         let mut missing = Vec::new();
         for p in built.params.params.iter().filter(|p| p.in_objective) {
             match grads.get(p.var.as_tensor()) {
@@ -151,7 +151,7 @@ fn gradients_agree_with_finite_differences() {
         let ps = ParamStore::with(9, &Device::Cpu, DType::F64, Init::Seeded);
         let built = build_with(recipe, &cfg, ps).unwrap();
         let loss = built.model.loss(&b, Precision::F64, 11).unwrap();
-        let grads = loss.total.backward().unwrap();
+        let grads = ovbench_train::fused::grads::backward(&loss.total).unwrap();
         for name in names {
             let p = built
                 .params
@@ -260,8 +260,11 @@ fn losses(seed: u64) -> Vec<u32> {
         for step in 0..3 {
             let loss = built.model.loss(&b, Precision::F32, seed + step).unwrap();
             out.push(loss.total.to_scalar::<f32>().unwrap().to_bits());
-            opt.step(&built.params.params, &loss.total.backward().unwrap())
-                .unwrap();
+            opt.step(
+                &built.params.params,
+                &ovbench_train::fused::grads::backward(&loss.total).unwrap(),
+            )
+            .unwrap();
         }
     }
     out

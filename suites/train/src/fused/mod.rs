@@ -1,19 +1,23 @@
-//! Fused CPU kernels with their own backward passes: layer norm, (masked) softmax, GELU and the
-//! token cross-entropy over the vocabulary head.
+//! Fused CPU kernels with their own backward passes: the whole pre-LN transformer block
+//! ([`block`]), layer norm, (masked) softmax, GELU and the vocabulary head with its token
+//! cross-entropy.
 //!
 //! candle composes these from element-wise ops, and its backward pass composes their
 //! derivatives again: a layer norm backward is about fifteen passes over memory, each a new
-//! tensor. Here each forward is one pass per row and each backward one more, with one output
-//! tensor; the cross-entropy never materialises the softmax in the forward pass and allocates
-//! only the logits' gradient in the backward pass.
+//! tensor, and every op's gradient starts as a zero-filled tensor that is then added to. Here
+//! each forward is one pass per row and each backward one more; the transformer block is one op
+//! whose backward pass adds its weights' gradients straight into their buffers ([`grads`]);
+//! matrix products read operands in place through strides ([`gemm`]); the head never holds more
+//! than one (N, V) buffer. Element-wise loops are vectorisable, with a polynomial exponential
+//! and AVX2 builds where the CPU has them ([`vmath`]).
 //!
 //! Which kernels run is a per-thread setting ([`with_kernels`]), fused by default, so that the
 //! model code stays the same and a step can be replayed with candle's composed ops to compare.
 //! Fused kernels cover f32 and f64 on the CPU; other dtypes and CUDA tensors take the composed
 //! path (documented fallback: no CUDA kernels yet).
 //!
-//! Work is split over rows with rayon in fixed-size chunks whose partial sums are added in
-//! chunk order, so results do not depend on thread scheduling.
+//! Work is split over rows (or columns, or attention heads) with rayon in fixed-size chunks
+//! whose partial sums are added in chunk order, so results do not depend on thread scheduling.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -23,6 +27,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::str::FromStr;
+use std::sync::Mutex;
+
+pub mod block;
+pub mod gemm;
+pub mod grads;
+pub mod vmath;
 
 /// Which implementation of layer norm, softmax, GELU and cross-entropy the models use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -82,9 +92,26 @@ pub fn applies(t: &Tensor) -> bool {
 /// Rows per parallel task.
 const CHUNK_ROWS: usize = 64;
 
-trait Real: num_traits::Float + num_traits::FromPrimitive + Send + Sync + 'static {
+/// The float types the fused kernels run in: f32 for training, f64 for gradient checks.
+pub trait Real: num_traits::Float + num_traits::FromPrimitive + Send + Sync + 'static {
     fn of(s: &CpuStorage) -> Option<&Vec<Self>>;
+    fn of_mut(s: &mut CpuStorage) -> Option<&mut Vec<Self>>;
     fn wrap(v: Vec<Self>) -> CpuStorage;
+    /// exp, vectorisable in f32 ([`vmath::exp_f32`]), libm's in f64 (gradient checks).
+    fn fast_exp(self) -> Self;
+}
+
+/// A CPU tensor that owns `v` (no copy).
+fn tensor_of<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
+    let dev = candle_core::Device::Cpu;
+    match T::wrap(v) {
+        CpuStorage::F32(v) => Tensor::from_vec(v, shape, &dev),
+        CpuStorage::F64(v) => Tensor::from_vec(v, shape, &dev),
+        other => Err(msg(
+            "fused",
+            format!("unsupported dtype {:?}", other.dtype()),
+        )),
+    }
 }
 
 impl Real for f32 {
@@ -94,8 +121,18 @@ impl Real for f32 {
             _ => None,
         }
     }
+    fn of_mut(s: &mut CpuStorage) -> Option<&mut Vec<f32>> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
     fn wrap(v: Vec<f32>) -> CpuStorage {
         CpuStorage::F32(v)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> f32 {
+        vmath::exp_f32(self)
     }
 }
 
@@ -106,8 +143,18 @@ impl Real for f64 {
             _ => None,
         }
     }
+    fn of_mut(s: &mut CpuStorage) -> Option<&mut Vec<f64>> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
     fn wrap(v: Vec<f64>) -> CpuStorage {
         CpuStorage::F64(v)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> f64 {
+        self.exp()
     }
 }
 
@@ -693,7 +740,7 @@ impl CustomOp3 for RowNllBwd {
     }
 }
 
-/// −log softmax(logits)[target] for every row: `logits` (N, V), `targets` (N) u32 → (N).
+/// −log softmax(logits)\[target\] for every row: `logits` (N, V), `targets` (N) u32 → (N).
 pub fn row_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     logits
         .contiguous()?
@@ -702,26 +749,23 @@ pub fn row_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 // ---------------------------------------------------------------------------------------------
 // Vocabulary head and cross-entropy in one: −log softmax(h W)[target] per row. The forward pass
-// turns each chunk of logits into d nll/d logits = softmax − one-hot(target) at once, so the one
-// full-size (N, V) tensor alive between the passes is that gradient; the backward pass scales
-// rows by the incoming gradient after the matmuls, on (N, D) tensors.
+// computes the logits into one (N, V) buffer and turns each row, in place, into
+// d nll/d logits = softmax − one-hot(target) (one exponential per logit); that buffer is the only
+// full-size tensor, and the backward pass reads it twice through matrix products. The weight's
+// gradient goes to [`grads`].
 
-/// Bytes of logits computed at a time in the forward pass.
-const HEAD_CHUNK_BYTES: usize = 64 << 20;
+const HEAD: &str = "fused head + cross-entropy";
 
-/// Attaches the backward pass to a per-row loss computed beforehand on detached inputs: its
-/// forward only hands back that result.
-struct LinearNll {
-    nll: Tensor,
+struct LinearNll<T: Real> {
+    w: Tensor,
+    /// Per-row losses, handed over by `cpu_fwd`.
+    nll: Mutex<Option<Vec<T>>>,
     /// d nll_row / d logits: (N, V).
-    dlogits: Tensor,
+    dlogits: Mutex<Option<Vec<T>>>,
+    vocab: usize,
 }
 
-fn chunk_rows(rows: usize, vocab: usize, dtype: DType) -> usize {
-    (HEAD_CHUNK_BYTES / (vocab * dtype.size_in_bytes()).max(1)).clamp(1, rows.max(1))
-}
-
-impl CustomOp3 for LinearNll {
+impl<T: Real> CustomOp3 for LinearNll<T> {
     fn name(&self) -> &'static str {
         "fused-head-cross-entropy"
     }
@@ -734,79 +778,158 @@ impl CustomOp3 for LinearNll {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let storage = match self.nll.dtype() {
-            DType::F32 => CpuStorage::F32(self.nll.to_vec1()?),
-            DType::F64 => CpuStorage::F64(self.nll.to_vec1()?),
-            d => return Err(msg(self.name(), format!("unsupported dtype {d:?}"))),
-        };
-        Ok((storage, self.nll.shape().clone()))
+        let nll = self
+            .nll
+            .lock()
+            .expect("head lock")
+            .take()
+            .ok_or_else(|| msg(HEAD, "output already taken"))?;
+        let n = nll.len();
+        Ok((T::wrap(nll), Shape::from(n)))
     }
     fn bwd(
         &self,
         h: &Tensor,
-        w: &Tensor,
+        _w: &Tensor,
         _targets: &Tensor,
         _nll: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (h, w) = (h.detach(), w.detach());
-        let g = g.detach().unsqueeze(1)?;
-        // dh = diag(g) P Wᵀ; dW = (diag(g) h)ᵀ P.
-        let dh = self.dlogits.matmul(&w.t()?)?.broadcast_mul(&g)?;
-        let dw = h.broadcast_mul(&g)?.t()?.matmul(&self.dlogits)?;
-        Ok((Some(dh), Some(dw), None))
+        let p = self
+            .dlogits
+            .lock()
+            .expect("head lock")
+            .take()
+            .ok_or_else(|| msg(HEAD, "backward pass ran twice over one forward pass"))?;
+        let (h, g) = (h.contiguous()?, g.contiguous()?);
+        let (n, d) = h.dims2()?;
+        let v = self.vocab;
+        let par = gemm::Par::all();
+        let (hs, hl) = h.storage_and_layout();
+        let (gs, gl) = g.storage_and_layout();
+        let (ws, wl) = self.w.storage_and_layout();
+        let (hv, gv, wv) = (
+            cpu_data::<T>(HEAD, &hs, hl)?,
+            cpu_data::<T>(HEAD, &gs, gl)?,
+            cpu_data::<T>(HEAD, &ws, wl)?,
+        );
+        // dh = diag(g) P Wᵀ.
+        let mut dh = vec![T::zero(); n * d];
+        gemm::matmul(
+            &mut gemm::MatMut::new(&mut dh, n, d),
+            gemm::Mat::new(&p, n, v),
+            gemm::Mat::new(wv, d, v).t(),
+            T::one(),
+            false,
+            par,
+        );
+        scale_rows(&mut dh, gv, d);
+        // dW = (diag(g) h)ᵀ P.
+        let mut hg = hv.to_vec();
+        scale_rows(&mut hg, gv, d);
+        grads::accumulate::<T>(HEAD, &self.w, |acc| {
+            gemm::matmul(
+                &mut gemm::MatMut::new(acc, d, v),
+                gemm::Mat::new(&hg, n, d).t(),
+                gemm::Mat::new(&p, n, v),
+                T::one(),
+                true,
+                par,
+            )
+        })?;
+        Ok((Some(tensor_of(dh, (n, d))?), None, None))
     }
 }
 
-/// −log softmax(`h` `w`)[target] per row: `h` (N, D), `w` (D, V), `targets` (N) u32 → (N).
-/// Holds one (N, V) tensor (the logits' gradient) between the passes.
-pub fn linear_nll(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let chunk = chunk_rows(h.dim(0)?, w.dim(1)?, h.dtype());
-    linear_nll_chunked(h, w, targets, chunk)
+vmath::simd_kernel! {
+    /// One row of logits in, −log softmax(row)[t] out; the row becomes softmax − one-hot(t).
+    fn nll_row<T: Real>(row: &mut [T], t: usize) -> T {
+        let picked = row[t];
+        let m = vmath::max(row);
+        let total = vmath::exp_shifted(row, m);
+        vmath::scale(row, total.recip());
+        row[t] = row[t] - T::one();
+        m + total.ln() - picked
+    }
 }
 
-/// [`linear_nll`] computing `chunk` rows of logits at a time.
-pub fn linear_nll_chunked(
-    h: &Tensor,
-    w: &Tensor,
-    targets: &Tensor,
-    chunk: usize,
-) -> Result<Tensor> {
-    let (rows, d) = h.dims2()?;
-    let vocab = w.dim(1)?;
-    if chunk == 0 || rows == 0 {
+fn scale_rows<T: Real>(m: &mut [T], by: &[T], cols: usize) {
+    for (row, &s) in m.chunks_mut(cols).zip(by) {
+        vmath::scale(row, s);
+    }
+}
+
+/// The contiguous CPU data of a tensor's storage.
+fn cpu_data<'a, T: Real>(op: &str, s: &'a candle_core::Storage, l: &Layout) -> Result<&'a [T]> {
+    match s {
+        candle_core::Storage::Cpu(c) => slice::<T>(op, c, l),
+        _ => Err(msg(op, "tensors must be on the CPU")),
+    }
+}
+
+/// −log softmax(`h` `w`)\[target\] per row: `h` (N, D), `w` (D, V), `targets` (N) u32 → (N).
+/// Holds one (N, V) buffer (the logits' gradient) between the passes.
+pub fn linear_nll(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    match h.dtype() {
+        DType::F32 => linear_nll_t::<f32>(h, w, targets),
+        DType::F64 => linear_nll_t::<f64>(h, w, targets),
+        d => Err(msg(HEAD, format!("unsupported dtype {d:?}"))),
+    }
+}
+
+fn linear_nll_t<T: Real>(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let (n, d) = h.dims2()?;
+    let (dw, v) = w.dims2()?;
+    if dw != d || w.dtype() != h.dtype() || v == 0 {
         return Err(msg(
-            "fused-head-cross-entropy",
-            "needs at least one row per chunk",
+            HEAD,
+            format!(
+                "weights {:?} {:?} for hidden states {:?} {:?}",
+                w.dims(),
+                w.dtype(),
+                h.dims(),
+                h.dtype()
+            ),
         ));
     }
-    crate::macs::record(rows * d * vocab);
-    let (hd, wd) = (h.detach().contiguous()?, w.detach());
-    let targets = targets.contiguous()?;
-    // One chunk: the gradient is the chunk's own output; several: copied into one buffer as
-    // they come, so no more than one chunk exists beside it.
-    let single = chunk >= rows;
-    let mut dlogits = if single {
-        None
-    } else {
-        Some(Tensor::zeros((rows, vocab), h.dtype(), h.device())?)
-    };
-    let mut nlls = Vec::new();
-    for r0 in (0..rows).step_by(chunk) {
-        let n = chunk.min(rows - r0);
-        let t = targets.narrow(0, r0, n)?;
-        let logits = hd.narrow(0, r0, n)?.matmul(&wd)?;
-        nlls.push(logits.apply_op2_no_bwd(&t, &RowNll)?);
-        // d nll/d logits = softmax − one-hot: the cross-entropy backward with unit row gradients.
-        let ones = Tensor::ones(n, h.dtype(), h.device())?;
-        let grad = logits.apply_op3_no_bwd(&t, &ones, &RowNllBwd)?;
-        match &dlogits {
-            Some(buf) => buf.slice_set(&grad, 0, r0)?,
-            None => dlogits = Some(grad),
+    crate::macs::record(n * d * v);
+    let (h, w, targets) = (h.contiguous()?, w.contiguous()?, targets.contiguous()?);
+    let mut p = vec![T::zero(); n * v];
+    let mut nll = vec![T::zero(); n];
+    {
+        let (hs, hl) = h.storage_and_layout();
+        let (ws, wl) = w.storage_and_layout();
+        let (ts, tl) = targets.storage_and_layout();
+        let hv = cpu_data::<T>(HEAD, &hs, hl)?;
+        let wv = cpu_data::<T>(HEAD, &ws, wl)?;
+        let tv = match &*ts {
+            candle_core::Storage::Cpu(c) => self::targets(HEAD, c, tl, n)?,
+            _ => return Err(msg(HEAD, "targets must be on the CPU")),
+        };
+        if let Some(bad) = tv.iter().find(|&&i| i as usize >= v) {
+            return Err(msg(
+                HEAD,
+                format!("target {bad} outside a vocabulary of {v}"),
+            ));
         }
+        gemm::matmul(
+            &mut gemm::MatMut::new(&mut p, n, v),
+            gemm::Mat::new(hv, n, d),
+            gemm::Mat::new(wv, d, v),
+            T::one(),
+            false,
+            gemm::Par::all(),
+        );
+        p.par_chunks_mut(v)
+            .zip(nll.par_iter_mut())
+            .zip(tv.par_iter())
+            .for_each(|((row, out), &t)| *out = nll_row(row, t as usize));
     }
-    let nll = Tensor::cat(&nlls, 0)?;
-    let dlogits = dlogits.expect("at least one chunk");
-    h.contiguous()?
-        .apply_op3(w, &targets, LinearNll { nll, dlogits })
+    let op = LinearNll {
+        w: w.clone(),
+        nll: Mutex::new(Some(nll)),
+        dlogits: Mutex::new(Some(p)),
+        vocab: v,
+    };
+    h.apply_op3(&w, &targets, op)
 }
