@@ -4,7 +4,7 @@
 # counts, equal step-0 loss, gradient norms and step-1 loss), then timing in alternation
 # (ovbench, PyTorch, ovbench, PyTorch, ...) and per-configuration ratios with their spread.
 #
-#   scripts/torch-vs-ovbench.sh                 # all configurations (about 25 min on 2 cores)
+#   scripts/torch-vs-ovbench.sh                 # all configurations (about 20 min on 2 cores)
 #   scripts/torch-vs-ovbench.sh --quick         # the default preset only (a few minutes)
 #   scripts/torch-vs-ovbench.sh --configs default,b224 --rounds 3 --steps 2
 #   scripts/torch-vs-ovbench.sh --check-only    # the same-function check alone
