@@ -6,6 +6,13 @@
 //! parallelism, as the released recipe trains, every device holds the whole persistent state
 //! and the transient memory of its own per-device batch, so the per-device peak at batch `n` is
 //! `persistent + a + b · n`.
+//!
+//! The step's peak is the larger of two high points: the end of the forward pass, where the
+//! saved activations (linear in the batch) are all alive, and the end of the backward pass,
+//! where every weight gradient is (independent of the batch). At small batches the second one
+//! can set the peak, and a line through two such peaks has almost no slope. So where the
+//! forward pass's own peak was measured too, it gets a line of its own, and the model predicts
+//! the larger of the two lines.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +22,9 @@ pub struct MemoryPoint {
     pub batch: usize,
     pub peak_bytes: u64,
     pub persistent_bytes: u64,
+    /// Peak during the forward pass alone, where measured (host allocator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_peak_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -24,7 +34,48 @@ pub struct MemoryModel {
     pub intercept_bytes: f64,
     /// Transient bytes per sample.
     pub per_sample_bytes: f64,
+    /// The forward pass's peak as its own line, when every point measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Line>,
     pub points: Vec<MemoryPoint>,
+}
+
+/// Transient bytes as `intercept + per_sample · batch`, over the persistent state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Line {
+    pub intercept_bytes: f64,
+    pub per_sample_bytes: f64,
+}
+
+impl Line {
+    /// Least squares through (batch, bytes).
+    fn fit(xs: &[f64], ys: &[f64]) -> Line {
+        let n = xs.len() as f64;
+        let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+        let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+        let slope = sxy / sxx;
+        Line {
+            intercept_bytes: my - slope * mx,
+            per_sample_bytes: slope,
+        }
+    }
+
+    fn at(&self, batch: usize) -> f64 {
+        self.intercept_bytes + self.per_sample_bytes * batch as f64
+    }
+
+    /// Largest batch with `at(batch) <= room`; None when the line does not grow with the batch
+    /// and starts under `room` (it bounds nothing).
+    fn max_batch(&self, room: f64) -> Option<usize> {
+        if self.intercept_bytes > room {
+            Some(0)
+        } else if self.per_sample_bytes <= 0.0 {
+            None
+        } else {
+            Some(((room - self.intercept_bytes) / self.per_sample_bytes).floor() as usize)
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -51,35 +102,55 @@ impl MemoryModel {
             ));
         }
         let xs: Vec<f64> = points.iter().map(|p| p.batch as f64).collect();
-        let ys: Vec<f64> = points
+        let transient = |peak: u64, p: &MemoryPoint| peak.saturating_sub(p.persistent_bytes) as f64;
+        let ys: Vec<f64> = points.iter().map(|p| transient(p.peak_bytes, p)).collect();
+        let whole = Line::fit(&xs, &ys);
+        let forward = points
             .iter()
-            .map(|p| p.peak_bytes.saturating_sub(p.persistent_bytes) as f64)
-            .collect();
-        let n = xs.len() as f64;
-        let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-        let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-        let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-        let slope = sxy / sxx;
+            .map(|p| p.forward_peak_bytes.map(|f| transient(f, p)))
+            .collect::<Option<Vec<f64>>>()
+            .map(|fs| Line::fit(&xs, &fs));
         Ok(MemoryModel {
             persistent_bytes: persistent as f64,
-            intercept_bytes: my - slope * mx,
-            per_sample_bytes: slope,
+            intercept_bytes: whole.intercept_bytes,
+            per_sample_bytes: whole.per_sample_bytes,
+            forward,
             points: points.to_vec(),
         })
     }
 
-    /// Predicted per-device peak at a per-device batch.
-    pub fn predict(&self, batch: usize) -> f64 {
-        self.persistent_bytes + self.intercept_bytes + self.per_sample_bytes * batch as f64
+    fn whole(&self) -> Line {
+        Line {
+            intercept_bytes: self.intercept_bytes,
+            per_sample_bytes: self.per_sample_bytes,
+        }
     }
 
-    /// Largest per-device batch whose predicted peak fits under `cap` bytes (0 if none).
+    /// Transient bytes per sample: the forward pass's (the activations) where it was measured,
+    /// else the whole step's.
+    pub fn activation_bytes_per_sample(&self) -> f64 {
+        self.forward
+            .map(|f| f.per_sample_bytes)
+            .unwrap_or(self.per_sample_bytes)
+    }
+
+    /// Predicted per-device peak at a per-device batch: the larger of the two lines.
+    pub fn predict(&self, batch: usize) -> f64 {
+        let whole = self.whole().at(batch);
+        let forward = self.forward.map(|f| f.at(batch)).unwrap_or(f64::MIN);
+        self.persistent_bytes + whole.max(forward)
+    }
+
+    /// Largest per-device batch whose predicted peak fits under `cap` bytes (0 if none, and 0
+    /// when no line grows with the batch: the model then says nothing about large batches).
     pub fn max_batch_under(&self, cap: u64) -> usize {
-        let room = cap as f64 - self.persistent_bytes - self.intercept_bytes;
-        if room <= 0.0 || self.per_sample_bytes <= 0.0 {
-            return 0;
-        }
-        (room / self.per_sample_bytes).floor() as usize
+        let room = cap as f64 - self.persistent_bytes;
+        [Some(self.whole()), self.forward]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.max_batch(room))
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -188,6 +259,7 @@ mod tests {
             batch,
             peak_bytes: peak,
             persistent_bytes: 1000,
+            forward_peak_bytes: None,
         }
     }
 
@@ -199,6 +271,34 @@ mod tests {
         assert!((m.predict(10) - 2300.0).abs() < 1e-9);
         assert_eq!(m.max_batch_under(2300), 10);
         assert_eq!(m.max_batch_under(1200), 0);
+    }
+
+    /// Two batches where the backward pass's gradients set the peak: the whole-step line is
+    /// flat, the forward pass's line carries the activations, and the model follows the larger.
+    #[test]
+    fn the_forward_line_takes_over_where_the_activations_outgrow_the_gradients() {
+        let at = |batch: usize, fwd: u64| MemoryPoint {
+            forward_peak_bytes: Some(1000 + fwd),
+            ..pt(batch, 1000 + 500)
+        };
+        let m = MemoryModel::fit(&[at(2, 200), at(4, 400)]).unwrap();
+        assert_eq!(m.per_sample_bytes, 0.0);
+        let f = m.forward.unwrap();
+        assert!((f.per_sample_bytes - 100.0).abs() < 1e-9);
+        assert!(
+            (m.predict(3) - 1500.0).abs() < 1e-9,
+            "gradients set the peak"
+        );
+        assert!(
+            (m.predict(10) - 2000.0).abs() < 1e-9,
+            "activations set the peak"
+        );
+        assert_eq!(m.max_batch_under(2000), 10);
+        assert_eq!(m.max_batch_under(1499), 0);
+        assert!((m.activation_bytes_per_sample() - 100.0).abs() < 1e-9);
+        // Without the forward line, a flat whole-step line bounds nothing.
+        let flat = MemoryModel::fit(&[pt(2, 1500), pt(4, 1500)]).unwrap();
+        assert_eq!(flat.max_batch_under(2000), 0);
     }
 
     #[test]

@@ -266,10 +266,14 @@ fn device_peak(r: &RecipeRun) -> u64 {
 
 fn memory_point(rec: &StepRecord, recipe: Recipe) -> Option<MemoryPoint> {
     let r = rec.runs.iter().find(|r| r.recipe == recipe)?;
+    // The forward pass's own peak is measured by the host allocator only.
+    let forward = (r.gpu.is_none() && r.memory.forward_peak_over_baseline_bytes > 0)
+        .then_some(r.memory.forward_peak_over_baseline_bytes);
     Some(MemoryPoint {
         batch: rec.config.batch,
         peak_bytes: device_peak(r),
         persistent_bytes: r.memory.params_bytes + r.memory.optimizer_bytes,
+        forward_peak_bytes: forward,
     })
 }
 
@@ -631,11 +635,11 @@ pub fn to_markdown(r: &ReproReport) -> String {
     ));
     let m = &r.memory;
     s.push_str(&format!(
-        "Memory model: persistent {:.3} / {:.3} GB, per sample {:.1} / {:.1} MB (OV1 / OV2); max per-device batch under {:.1} GB: {} / {} ({}).\n",
+        "Memory model: persistent {:.3} / {:.3} GB, activations per sample {:.1} / {:.1} MB (OV1 / OV2); max per-device batch under {:.1} GB: {} / {} ({}).\n",
         m.ov1.persistent_bytes / 1e9,
         m.ov2.persistent_bytes / 1e9,
-        m.ov1.per_sample_bytes / 1e6,
-        m.ov2.per_sample_bytes / 1e6,
+        m.ov1.activation_bytes_per_sample() / 1e6,
+        m.ov2.activation_bytes_per_sample() / 1e6,
         m.cap_bytes as f64 / 1e9,
         m.ov1_max_batch_under_cap,
         m.ov2_max_batch_under_cap,

@@ -123,6 +123,11 @@ pub struct HostMemory {
     pub peak_bytes: u64,
     /// `peak_bytes - baseline_bytes`: what this recipe's training needs.
     pub peak_over_baseline_bytes: u64,
+    /// The highest peak over the baseline during a forward pass (the saved activations are all
+    /// alive at its end); the backward pass's gradients can set the step's peak instead. 0 in
+    /// records made before it was measured.
+    #[serde(default)]
+    pub forward_peak_over_baseline_bytes: u64,
     pub params_bytes: u64,
     pub grads_bytes: u64,
     pub optimizer_bytes: u64,
@@ -355,6 +360,8 @@ fn run_recipe(
     let mut warmup_losses = Vec::new();
     let mut samples = Vec::new();
     let mut grads_bytes = 0u64;
+    let mut peak = PeakMarks::default();
+    let mut forward_peak = 0u64;
     let mut calls_at_measure = 0u64;
     let mut bytes_at_measure = 0u64;
     for step in 0..cfg.warmup + cfg.steps {
@@ -368,6 +375,9 @@ fn run_recipe(
             .seed
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .wrapping_add(step as u64);
+        // The forward pass's own high point: the peak so far is folded into `peak`, then the
+        // counter restarts at the live bytes.
+        peak.fold();
         let (loss, fwd) = clock::timed(&sync, || {
             built
                 .model
@@ -376,6 +386,7 @@ fn run_recipe(
         let loss = loss.map_err(ce)?;
         // Read before the backward pass, which consumes the loss to free its activations.
         let values = loss.values().map_err(ce)?;
+        forward_peak = forward_peak.max(peak.fold());
         let (grads, bwd) = clock::timed(&sync, || built.model.backward(loss, params));
         let grads = grads.map_err(ce)?;
         if step == 0 {
@@ -417,16 +428,18 @@ fn run_recipe(
             warmup_losses.push(total);
         }
     }
+    peak.fold();
     let snap = alloc::snapshot();
     let gpu = gpu_probe.map(crate::gpu_memory::GpuProbe::finish);
     let params_bytes = params.bytes() as u64;
     let optimizer_bytes = opt.state_bytes() as u64;
-    let peak_over = snap.peak_bytes.saturating_sub(baseline);
+    let peak_over = peak.max.saturating_sub(baseline);
     let memory = HostMemory {
         allocator_active: alloc::is_active(),
         baseline_bytes: baseline,
-        peak_bytes: snap.peak_bytes,
+        peak_bytes: peak.max,
         peak_over_baseline_bytes: peak_over,
+        forward_peak_over_baseline_bytes: forward_peak.saturating_sub(baseline),
         params_bytes,
         grads_bytes,
         optimizer_bytes,
@@ -482,6 +495,22 @@ fn run_recipe(
         gpu,
         notes,
     })
+}
+
+/// Peaks of consecutive regions from the counting allocator, and the largest of them all.
+#[derive(Default)]
+struct PeakMarks {
+    max: u64,
+}
+
+impl PeakMarks {
+    /// The peak since the last mark; starts the next region at the live bytes.
+    fn fold(&mut self) -> u64 {
+        let p = alloc::snapshot().peak_bytes;
+        self.max = self.max.max(p);
+        alloc::reset_peak();
+        p
+    }
 }
 
 fn ratios(runs: &[RecipeRun], seed: u64) -> Option<Ratios> {

@@ -33,12 +33,19 @@ fn peak_at(resolution: usize, batch: usize, remat: Remat) -> Vec<(Recipe, Memory
         .iter()
         .map(|r| {
             assert!(r.memory.allocator_active);
+            let m = &r.memory;
+            assert!(
+                m.forward_peak_over_baseline_bytes > m.params_bytes + m.optimizer_bytes
+                    && m.forward_peak_over_baseline_bytes <= m.peak_over_baseline_bytes,
+                "the forward pass's peak lies between the persistent state and the step's peak"
+            );
             (
                 r.recipe,
                 MemoryPoint {
                     batch,
                     peak_bytes: r.memory.peak_over_baseline_bytes,
                     persistent_bytes: r.memory.params_bytes + r.memory.optimizer_bytes,
+                    forward_peak_bytes: Some(r.memory.forward_peak_over_baseline_bytes),
                 },
             )
         })
