@@ -209,7 +209,9 @@ def main():
     torch_version = subprocess.run([a.python, "-c", "import warnings; warnings.filterwarnings('ignore'); import torch; print(torch.__version__)"],
                                    capture_output=True, text=True).stdout.strip()
     head = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    # Records written under results/ by the runs themselves do not make the code dirty.
+    dirty = any(not line[3:].startswith("results/")
+                for line in git("status", "--porcelain", "--untracked-files=no").splitlines())
     summary = {
         "schema": "ovbench.torch-cpu/1",
         "created_utc": stamp,

@@ -16,8 +16,10 @@ pub struct Provenance {
 pub struct GitInfo {
     /// Full commit hash, or None outside a repository.
     pub commit: Option<String>,
-    /// True when tracked files differ from the commit (untracked files are ignored).
+    /// True when tracked files outside `results/` differ from the commit (untracked files are
+    /// ignored, and so are records, which runs themselves write under `results/`).
     pub dirty: Option<bool>,
+    /// Why there is no commit, or which files differ when dirty.
     pub note: Option<String>,
 }
 
@@ -90,16 +92,34 @@ pub fn git_info(hint: &Path) -> GitInfo {
         .map(|c| c.id().to_string());
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(false).include_ignored(false);
-    let dirty = repo
-        .statuses(Some(&mut opts))
-        .ok()
-        .map(|s| s.iter().any(|e| e.status() != git2::Status::CURRENT));
+    let changed: Option<Vec<String>> = repo.statuses(Some(&mut opts)).ok().map(|s| {
+        s.iter()
+            .filter(|e| e.status() != git2::Status::CURRENT)
+            .filter_map(|e| e.path().ok().map(str::to_string))
+            .filter(|p| !p.starts_with("results/"))
+            .collect()
+    });
+    let note = match (&commit, &changed) {
+        (None, _) => Some("repository has no commits".to_string()),
+        (Some(_), Some(c)) if !c.is_empty() => {
+            let shown: Vec<&str> = c.iter().take(8).map(String::as_str).collect();
+            let more = c.len().saturating_sub(shown.len());
+            Some(format!(
+                "changed: {}{}",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ))
+        }
+        _ => None,
+    };
     GitInfo {
-        note: commit
-            .is_none()
-            .then(|| "repository has no commits".to_string()),
+        dirty: changed.map(|c| !c.is_empty()),
         commit,
-        dirty,
+        note,
     }
 }
 
@@ -126,5 +146,41 @@ pub fn host_info() -> HostInfo {
         memory_bytes: sys.as_ref().map(|s| s.total_memory()).unwrap_or(0),
         os: System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.to_string()),
         kernel: System::kernel_version().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records that runs write under results/ leave the tree clean; any other tracked file
+    /// makes it dirty and is named.
+    #[test]
+    fn dirty_ignores_records_and_names_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("results")).unwrap();
+        std::fs::write(dir.path().join("results/r.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("code.rs"), "fn main() {}").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("results/r.json")).unwrap();
+        index.add_path(Path::new("code.rs")).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.invalid").unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "init", &tree, &[])
+            .unwrap();
+
+        let clean = git_info(dir.path());
+        assert_eq!(clean.dirty, Some(false));
+        assert!(clean.commit.is_some() && clean.note.is_none());
+
+        std::fs::write(dir.path().join("results/r.json"), "{\"x\": 1}").unwrap();
+        assert_eq!(git_info(dir.path()).dirty, Some(false), "a record changed");
+
+        std::fs::write(dir.path().join("code.rs"), "fn main() { }").unwrap();
+        let dirty = git_info(dir.path());
+        assert_eq!(dirty.dirty, Some(true));
+        assert_eq!(dirty.note.as_deref(), Some("changed: code.rs"));
     }
 }
