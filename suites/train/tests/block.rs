@@ -36,30 +36,17 @@ fn block(d: StackDims, dtype: DType, seed: u64) -> (Block, ParamStore) {
     (b, ps)
 }
 
+/// The largest absolute entry of `t`, in f64.
+fn max_abs(t: &Tensor) -> f64 {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>())
+        .unwrap()
+}
+
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
     let a = a.to_dtype(DType::F64).unwrap();
     let b = b.to_dtype(DType::F64).unwrap();
-    let scale = b
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-        .max(1e-6);
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    d / scale
+    max_abs(&(a - &b).unwrap()) / max_abs(&b).max(1e-6)
 }
 
 struct Case {

@@ -597,10 +597,7 @@ fn attention_forward<T: Real>(
         .enumerate()
         .for_each(|(task, p)| {
             let (bi, h) = (task / heads, task % heads);
-            let base = bi * n * 3 * d + h * dh;
-            let q = Mat::strided(qkv, base, n, dh, 3 * d, 1);
-            let k = Mat::strided(qkv, base + d, n, dh, 3 * d, 1);
-            let v = Mat::strided(qkv, base + 2 * d, n, dh, 3 * d, 1);
+            let [q, k, v] = head_qkv(qkv, dm, bi, h);
             matmul(&mut MatMut::new(p, n, n), q, k.t(), scale, false, Par::Seq);
             masked_softmax_rows(p, mask, n);
             // SAFETY: this task alone writes rows bi·n.. of columns h·dh.. (its head's part of
@@ -863,6 +860,14 @@ fn layer_norm_backward<T: Real>(
     (dg, db)
 }
 
+/// The query, key and value of head `h` of image `bi`: (n, dh) views into the packed QKV rows.
+fn head_qkv<T: Real>(qkv: &[T], dm: Dims, bi: usize, h: usize) -> [Mat<'_, T>; 3] {
+    let Dims { n, d, .. } = dm;
+    let dh = dm.dh();
+    let base = bi * n * 3 * d + h * dh;
+    [0, d, 2 * d].map(|off| Mat::strided(qkv, base + off, n, dh, 3 * d, 1))
+}
+
 /// Per (image, head): dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)) (written over P),
 /// dQ = s · dS K, dK = s · dSᵀ Q, all into `dqkv`.
 fn attention_backward<T: Real>(qkv: &[T], probs: &mut [T], dattn: &[T], dm: Dims, dqkv: &mut [T]) {
@@ -878,10 +883,9 @@ fn attention_backward<T: Real>(qkv: &[T], probs: &mut [T], dattn: &[T], dm: Dims
         .enumerate()
         .for_each(|(task, p)| {
             let (bi, h) = (task / heads, task % heads);
+            // The same offset locates this head's q, k and v gradients in `dqkv`.
             let base = bi * n * 3 * d + h * dh;
-            let q = Mat::strided(qkv, base, n, dh, 3 * d, 1);
-            let k = Mat::strided(qkv, base + d, n, dh, 3 * d, 1);
-            let v = Mat::strided(qkv, base + 2 * d, n, dh, 3 * d, 1);
+            let [q, k, v] = head_qkv(qkv, dm, bi, h);
             let d_o = Mat::strided(dattn, bi * n * d + h * dh, n, dh, d, 1);
             let slot = rayon::current_thread_index().unwrap_or(0) % threads;
             // SAFETY: each pool thread uses only its own scratch slot, and a task runs to its
