@@ -7,8 +7,24 @@ use crate::view::expand_paths;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// Record schemas this checker knows.
-pub const KNOWN_SCHEMAS: &[(&str, u32)] = &[("step", 1), ("score", 1), ("repro", 1), ("eval", 1)];
+/// Record schemas this checker knows. `repro/2` added the forward-pass peak and the GPU
+/// allocator peak to the memory model; the provenance a checker reads is the same as in `/1`.
+/// `torch-cpu/1` is written by `scripts/torch_vs_ovbench.py`.
+pub const KNOWN_SCHEMAS: &[(&str, u32)] = &[
+    ("step", 1),
+    ("score", 1),
+    ("repro", 1),
+    ("repro", 2),
+    ("eval", 1),
+    ("torch-cpu", 1),
+];
+
+/// ovbench files that are inputs to a measurement, not measurements: listed, not judged.
+const INPUT_SCHEMAS: &[(&str, u32, &str)] = &[(
+    "export",
+    1,
+    "weights and batch exported for the PyTorch comparison",
+)];
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -30,6 +46,8 @@ impl Default for CheckOptions {
 pub enum Severity {
     Error,
     Warning,
+    /// Not a record this checker judges.
+    Skip,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +70,12 @@ impl RecordCheck {
             .filter(|f| f.severity == Severity::Error)
             .count()
     }
+
+    /// A JSON file that is not an ovbench measurement (no schema, or an input such as an
+    /// export): listed so that nothing passes unseen, but neither passed nor failed.
+    pub fn skipped(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Skip)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -61,36 +85,56 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Fails when a record has an error, or when there was no record to judge at all.
     pub fn failed(&self) -> bool {
-        self.records.is_empty() || self.records.iter().any(|r| r.errors() > 0)
+        self.checked() == 0 || self.records.iter().any(|r| r.errors() > 0)
+    }
+
+    /// Records judged (skipped files not counted).
+    pub fn checked(&self) -> usize {
+        self.records.iter().filter(|r| !r.skipped()).count()
     }
 
     pub fn render(&self) -> String {
         let mut s = String::new();
         for r in &self.records {
-            let tag = if r.errors() > 0 { "FAIL" } else { "ok  " };
+            let tag = if r.errors() > 0 {
+                "FAIL"
+            } else if r.skipped() {
+                "skip"
+            } else {
+                "ok  "
+            };
             let schema = r.schema.as_deref().unwrap_or("no schema");
             s.push_str(&format!("{tag} {} ({schema})\n", r.path.display()));
             for f in &r.findings {
                 let sev = match f.severity {
                     Severity::Error => "error",
                     Severity::Warning => "warning",
+                    Severity::Skip => "skipped",
                 };
                 s.push_str(&format!("     - {sev}: {}\n", f.message));
             }
         }
         let bad = self.records.iter().filter(|r| r.errors() > 0).count();
-        if self.records.is_empty() {
+        let skipped = self.records.len() - self.checked();
+        if self.checked() == 0 {
             s.push_str(&format!(
-                "no records (*.json) found under {}\n",
+                "no ovbench records (*.json with a known schema) found under {}",
                 self.root.display()
             ));
         } else {
             s.push_str(&format!(
-                "{} records checked, {bad} with problems\n",
-                self.records.len()
+                "{} records checked, {bad} with problems",
+                self.checked()
             ));
         }
+        if skipped > 0 {
+            s.push_str(&format!(
+                "; {skipped} other JSON files skipped (not ovbench measurements)"
+            ));
+        }
+        s.push('\n');
         s
     }
 }
@@ -131,6 +175,12 @@ impl Ctx<'_> {
     fn warn(&mut self, m: impl Into<String>) {
         self.out.push(Finding {
             severity: Severity::Warning,
+            message: m.into(),
+        });
+    }
+    fn skip(&mut self, m: impl Into<String>) {
+        self.out.push(Finding {
+            severity: Severity::Skip,
             message: m.into(),
         });
     }
@@ -187,31 +237,120 @@ pub fn check_value(path: &Path, parsed: Result<Value, String>, opts: &CheckOptio
     let schema = v.get("schema").and_then(Value::as_str).map(str::to_string);
     rc.schema = schema.clone();
     let Some(schema) = schema else {
-        c.err("no `schema` field: not an ovbench record");
+        c.skip("no `schema` field: not an ovbench record");
         rc.findings = c.out;
         return rc;
     };
     let kind = match parse_schema(&schema) {
         Some((k, ver)) if KNOWN_SCHEMAS.contains(&(k.as_str(), ver)) => k,
-        _ => {
-            let known: Vec<String> = KNOWN_SCHEMAS
+        Some((k, ver)) => {
+            if let Some((_, _, what)) = INPUT_SCHEMAS
                 .iter()
-                .map(|(k, v)| format!("ovbench.{k}/{v}"))
-                .collect();
-            c.err(format!(
-                "schema '{schema}' is not a version this checker knows ({})",
-                known.join(", ")
-            ));
-            rc.findings = c.out;
+                .find(|(ik, iv, _)| *ik == k && *iv == ver)
+            {
+                c.skip(format!("{what}: an input, not a measurement"));
+                rc.findings = c.out;
+                return rc;
+            }
+            rc.findings = unknown_schema(&schema);
+            return rc;
+        }
+        None => {
+            rc.findings = unknown_schema(&schema);
             return rc;
         }
     };
-    check_provenance(&mut c, &kind, opts);
+    if kind == "torch-cpu" {
+        check_torch_cpu(&mut c, opts);
+    } else {
+        check_provenance(&mut c, &kind, opts);
+    }
     if kind == "step" {
         check_step(&mut c, opts);
     }
     rc.findings = c.out;
     rc
+}
+
+fn unknown_schema(schema: &str) -> Vec<Finding> {
+    let known: Vec<String> = KNOWN_SCHEMAS
+        .iter()
+        .map(|(k, v)| format!("ovbench.{k}/{v}"))
+        .collect();
+    vec![Finding {
+        severity: Severity::Error,
+        message: format!(
+            "schema '{schema}' is not a version this checker knows ({})",
+            known.join(", ")
+        ),
+    }]
+}
+
+/// The source revision and clean-tree flag under `prefix` (`provenance/git` in records
+/// written by the binary, `git` in the PyTorch comparison's).
+fn check_git(c: &mut Ctx, prefix: &str, opts: &CheckOptions) {
+    let dotted = prefix.replace('/', ".");
+    match c.get(&format!("{prefix}/commit")) {
+        Some(Value::String(s)) if s.len() >= 7 && s.chars().all(|ch| ch.is_ascii_hexdigit()) => {}
+        Some(Value::String(s)) => c.err(format!("{dotted}.commit '{s}' is not a commit hash")),
+        _ => c.err(format!(
+            "{dotted}.commit missing: source revision not recorded"
+        )),
+    }
+    match c.get(&format!("{prefix}/dirty")).and_then(Value::as_bool) {
+        Some(false) => {}
+        Some(true) if opts.allow_dirty => c.warn("made from a dirty tree (allowed by --allow-dirty)"),
+        Some(true) => c.err("made from a dirty tree: uncommitted changes are not reproducible (--allow-dirty to accept)"),
+        None if opts.allow_dirty => c.warn("dirty state unknown"),
+        None => c.err(format!(
+            "{dotted}.dirty missing: cannot tell whether the tree was clean"
+        )),
+    }
+}
+
+/// `ovbench.torch-cpu/1`: ovbench against PyTorch eager. Its timings mean something only if
+/// the two sides were shown to compute the same function first.
+fn check_torch_cpu(c: &mut Ctx, opts: &CheckOptions) {
+    c.nonempty_str("created_utc", "creation time");
+    match c.get("command_line").and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => {}
+        _ => c.err("command_line missing or empty: the run cannot be repeated"),
+    }
+    check_git(c, "git", opts);
+    c.nonempty_str("host/cpu_model", "CPU model");
+    c.positive("threads", "thread count");
+    let Some(configs) = c.get("same_function").and_then(Value::as_object).cloned() else {
+        c.err("same_function missing: no evidence that both sides compute the same function");
+        return;
+    };
+    if configs.is_empty() {
+        c.err("same_function is empty: no configuration was checked");
+    }
+    for (config, checks) in &configs {
+        let checks = checks.as_array().map(Vec::as_slice).unwrap_or_default();
+        if checks.is_empty() {
+            c.err(format!("same_function.{config}: no check recorded"));
+        }
+        for (i, chk) in checks.iter().enumerate() {
+            let recipe = chk.get("recipe").and_then(Value::as_str).unwrap_or("?");
+            if chk.get("same_function").and_then(Value::as_bool) != Some(true) {
+                let problems = chk
+                    .get("problems")
+                    .and_then(Value::as_array)
+                    .map(|p| {
+                        p.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                c.err(format!(
+                    "same_function.{config}[{i}] ({recipe}): the two sides were not shown to compute the same function{}",
+                    if problems.is_empty() { String::new() } else { format!(": {problems}") }
+                ));
+            }
+        }
+    }
 }
 
 fn check_provenance(c: &mut Ctx, kind: &str, opts: &CheckOptions) {
@@ -224,20 +363,7 @@ fn check_provenance(c: &mut Ctx, kind: &str, opts: &CheckOptions) {
         Some(a) if !a.is_empty() => {}
         _ => c.err("provenance.command_line missing or empty: the run cannot be repeated"),
     }
-    match c.get("provenance/git/commit") {
-        Some(Value::String(s)) if s.len() >= 7 && s.chars().all(|ch| ch.is_ascii_hexdigit()) => {}
-        Some(Value::String(s)) => {
-            c.err(format!("provenance.git.commit '{s}' is not a commit hash"))
-        }
-        _ => c.err("provenance.git.commit missing: source revision not recorded"),
-    }
-    match c.get("provenance/git/dirty").and_then(Value::as_bool) {
-        Some(false) => {}
-        Some(true) if opts.allow_dirty => c.warn("made from a dirty tree (allowed by --allow-dirty)"),
-        Some(true) => c.err("made from a dirty tree: uncommitted changes are not reproducible (--allow-dirty to accept)"),
-        None if opts.allow_dirty => c.warn("dirty state unknown"),
-        None => c.err("provenance.git.dirty missing: cannot tell whether the tree was clean"),
-    }
+    check_git(c, "provenance/git", opts);
     c.nonempty_str("provenance/host/cpu_model", "CPU model");
     c.positive("provenance/host/logical_cpus", "CPU count");
     c.positive("provenance/host/memory_bytes", "host memory");
@@ -448,5 +574,75 @@ mod tests {
         assert!(msgs(good(), &CheckOptions { min_steps: 10, ..o })
             .iter()
             .any(|m| m.contains("fewer than 10")));
+    }
+
+    fn torch_cpu() -> Value {
+        json!({
+            "schema": "ovbench.torch-cpu/1",
+            "created_utc": "20261130T152114Z",
+            "command_line": ["scripts/torch_vs_ovbench.py"],
+            "git": {"commit": "7a2abfd5e6ae245c2eb8c7370eed8bcb67116ce0", "dirty": false},
+            "host": {"cpu_model": "AMD EPYC", "logical_cpus": 2},
+            "threads": 2,
+            "same_function": {"default": [
+                {"recipe": "ov1", "same_function": true, "problems": []},
+                {"recipe": "ov2", "same_function": true, "problems": []}
+            ]}
+        })
+    }
+
+    #[test]
+    fn repro_v2_and_torch_comparisons_are_judged() {
+        let o = CheckOptions::default();
+        let mut repro = good();
+        repro["schema"] = json!("ovbench.repro/2");
+        assert!(msgs(repro, &o).is_empty());
+        assert!(msgs(torch_cpu(), &o).is_empty());
+        let mut v = torch_cpu();
+        v["same_function"]["default"][1]["same_function"] = json!(false);
+        v["same_function"]["default"][1]["problems"] = json!(["step-0 loss differs"]);
+        let m = msgs(v, &o);
+        assert!(
+            m.iter()
+                .any(|m| m.contains("same_function.default[1] (ov2)")
+                    && m.contains("step-0 loss differs")),
+            "{m:?}"
+        );
+        let mut v = torch_cpu();
+        v.as_object_mut().unwrap().remove("same_function");
+        assert!(msgs(v, &o)
+            .iter()
+            .any(|m| m.contains("same_function missing")));
+        let mut v = torch_cpu();
+        v["git"]["dirty"] = json!(true);
+        assert!(msgs(v, &o).iter().any(|m| m.contains("dirty tree")));
+    }
+
+    #[test]
+    fn other_json_is_skipped_but_a_folder_of_it_alone_fails() {
+        let o = CheckOptions::default();
+        let plain = check_value(Path::new("torch-r0.json"), Ok(json!({"steps": [1.0]})), &o);
+        let export = check_value(
+            Path::new("meta.json"),
+            Ok(json!({"schema": "ovbench.export/1"})),
+            &o,
+        );
+        for r in [&plain, &export] {
+            assert!(r.skipped() && r.errors() == 0, "{:?}", r.findings);
+        }
+        let only_skipped = CheckReport {
+            root: PathBuf::from("results"),
+            records: vec![plain.clone(), export],
+        };
+        assert!(only_skipped.failed());
+        assert!(only_skipped.render().contains("2 other JSON files skipped"));
+        let with_good = CheckReport {
+            root: PathBuf::from("results"),
+            records: vec![plain, check_value(Path::new("r.json"), Ok(good()), &o)],
+        };
+        assert!(!with_good.failed());
+        assert!(with_good
+            .render()
+            .contains("1 records checked, 0 with problems"));
     }
 }

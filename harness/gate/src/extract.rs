@@ -392,9 +392,10 @@ impl Extractor for ScoreExtractor {
     }
 }
 
-/// `ovbench.repro/1`: the analytic FLOPs per image of each (backbone, resolution, recipe)
-/// and the measured allocator peaks behind the memory model, all deterministic. The
-/// projection's hours are derived from timings and are not gated here.
+/// `ovbench.repro/1` and `/2`: the analytic FLOPs per image of each (backbone, resolution,
+/// recipe) and the measured allocator peaks behind the memory model, all deterministic (`/2`
+/// adds each point's forward-pass peak). The projection's hours are derived from timings and
+/// are not gated here.
 pub struct ReproExtractor;
 
 impl Extractor for ReproExtractor {
@@ -403,12 +404,21 @@ impl Extractor for ReproExtractor {
     }
 
     fn versions(&self) -> &'static [u32] {
-        &[1]
+        &[1, 2]
     }
 
     fn config_keys(&self, rec: &LoadedRecord) -> Result<BTreeMap<String, String>, GateError> {
         let mut keys = BTreeMap::new();
-        for k in ["preset", "dtype", "batch", "remat", "device"] {
+        // The cap and the search's limit decide the max batch found, so they must match too.
+        for k in [
+            "preset",
+            "dtype",
+            "batch",
+            "remat",
+            "device",
+            "mem_cap_bytes",
+            "confirm_limit",
+        ] {
             if let Some(v) = rec.at(&format!("config/{k}")) {
                 let s = if k == "device" {
                     device_kind(v)
@@ -449,16 +459,18 @@ impl Extractor for ReproExtractor {
         for recipe in ["ov1", "ov2"] {
             if let Some(Value::Array(points)) = rec.at(&format!("memory/{recipe}/points")) {
                 for p in points {
-                    if let (Some(b), Some(v)) = (
-                        p.get("batch").and_then(Value::as_u64),
-                        p.get("peak_bytes").and_then(Value::as_f64),
-                    ) {
-                        out.push(Metric::deterministic(
-                            format!("memory/{recipe}/peak_bytes_at_batch_{b}"),
-                            "bytes",
-                            Direction::SmallerIsBetter,
-                            v,
-                        ));
+                    let Some(b) = p.get("batch").and_then(Value::as_u64) else {
+                        continue;
+                    };
+                    for field in ["peak_bytes", "forward_peak_bytes"] {
+                        if let Some(v) = p.get(field).and_then(Value::as_f64) {
+                            out.push(Metric::deterministic(
+                                format!("memory/{recipe}/{field}_at_batch_{b}"),
+                                "bytes",
+                                Direction::SmallerIsBetter,
+                                v,
+                            ));
+                        }
                     }
                 }
             }
@@ -573,13 +585,13 @@ mod tests {
 
     #[test]
     fn unknown_schema_lists_known() {
-        let r = LoadedRecord::from_value(Path::new("r.json"), json!({"schema": "ovbench.repro/2"}))
+        let r = LoadedRecord::from_value(Path::new("r.json"), json!({"schema": "ovbench.repro/9"}))
             .unwrap();
         let err = extractor_for(&r).err().unwrap().to_string();
         assert!(
             err.contains("ovbench.step/1")
                 && err.contains("ovbench.repro/1")
-                && err.contains("'ovbench.repro/2'"),
+                && err.contains("'ovbench.repro/9'"),
             "{err}"
         );
     }
@@ -588,10 +600,11 @@ mod tests {
     fn repro_figures_are_deterministic_metrics() {
         let r = LoadedRecord::from_value(
             Path::new("repro.json"),
-            json!({"schema": "ovbench.repro/1",
+            json!({"schema": "ovbench.repro/2",
                    "config": {"preset": "small", "dtype": "f32", "batch": 2, "remat": "full", "device": {"kind": "cpu"}},
                    "flops": [{"backbone": "L/14", "resolution": 224, "recipe": "ov2", "gflops_table3_convention": 206.8}],
-                   "memory": {"ov1": {"points": [{"batch": 2, "peak_bytes": 100}, {"batch": 4, "peak_bytes": 180}]},
+                   "memory": {"ov1": {"points": [{"batch": 2, "peak_bytes": 100, "forward_peak_bytes": 90},
+                                                 {"batch": 4, "peak_bytes": 180}]},
                               "ov1_max_batch_under_cap": 40}}),
         )
         .unwrap();
@@ -602,6 +615,7 @@ mod tests {
             [
                 "flops/L/14@224/ov2/gflops_table3_convention",
                 "memory/ov1/peak_bytes_at_batch_2",
+                "memory/ov1/forward_peak_bytes_at_batch_2",
                 "memory/ov1/peak_bytes_at_batch_4",
                 "memory/ov1/max_batch_under_cap"
             ]
