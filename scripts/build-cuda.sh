@@ -101,5 +101,16 @@ export CUDARC_CUDA_VERSION=13000
 export LIBRARY_PATH="$LINK${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export RUSTFLAGS="${RUSTFLAGS:-} -L native=$LINK"
 nvcc --version | tail -2 >&2
+# The GPU machine gets the binary without a git checkout: compile the source's commit and
+# clean-tree state (tracked files outside results/) into it, for the records' provenance.
+if OVBENCH_SOURCE_COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null); then
+  export OVBENCH_SOURCE_COMMIT
+  if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no -- . ':(exclude)results') ]]; then
+    export OVBENCH_SOURCE_DIRTY=true
+  else
+    export OVBENCH_SOURCE_DIRTY=false
+  fi
+  echo "build-cuda: source $OVBENCH_SOURCE_COMMIT (dirty: $OVBENCH_SOURCE_DIRTY)" >&2
+fi
 nice -n 10 cargo build --release --features cuda --target-dir "$ROOT/target/cuda" --bin ovbench "$@"
 ls -l "$ROOT/target/cuda/release/ovbench"

@@ -78,11 +78,17 @@ pub fn git_info(hint: &Path) -> GitInfo {
     let repo = match repo {
         Ok(r) => r,
         Err(e) => {
-            return GitInfo {
+            let why = format!("not in a git repository: {}", e.message());
+            return built_from(
+                option_env!("OVBENCH_SOURCE_COMMIT"),
+                option_env!("OVBENCH_SOURCE_DIRTY"),
+                &why,
+            )
+            .unwrap_or(GitInfo {
                 commit: None,
                 dirty: None,
-                note: Some(format!("not in a git repository: {}", e.message())),
-            }
+                note: Some(why),
+            });
         }
     };
     let commit = repo
@@ -121,6 +127,24 @@ pub fn git_info(hint: &Path) -> GitInfo {
         commit,
         note,
     }
+}
+
+/// The source state compiled into the binary, for runs where no checkout exists (a GPU machine
+/// given a binary built elsewhere): `scripts/build-cuda.sh` sets OVBENCH_SOURCE_COMMIT and
+/// OVBENCH_SOURCE_DIRTY at build time. None when the build did not record them.
+fn built_from(commit: Option<&str>, dirty: Option<&str>, why: &str) -> Option<GitInfo> {
+    let commit = commit.filter(|c| !c.trim().is_empty())?;
+    Some(GitInfo {
+        commit: Some(commit.trim().to_string()),
+        dirty: match dirty.map(str::trim) {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        },
+        note: Some(format!(
+            "{why}; commit and clean-tree state are those of the source this binary was built from"
+        )),
+    })
 }
 
 pub fn host_info() -> HostInfo {
@@ -182,5 +206,23 @@ mod tests {
         let dirty = git_info(dir.path());
         assert_eq!(dirty.dirty, Some(true));
         assert_eq!(dirty.note.as_deref(), Some("changed: code.rs"));
+    }
+
+    /// A binary run outside any checkout reports the source state recorded at build time, and
+    /// says so; without it, no commit.
+    #[test]
+    fn built_from_reports_the_recorded_source() {
+        let g = built_from(
+            Some("0353d5e0353d5e"),
+            Some("false"),
+            "not in a git repository",
+        )
+        .unwrap();
+        assert_eq!(g.commit.as_deref(), Some("0353d5e0353d5e"));
+        assert_eq!(g.dirty, Some(false));
+        assert!(g.note.unwrap().contains("built from"));
+        assert_eq!(built_from(Some("abc1234"), None, "x").unwrap().dirty, None);
+        assert!(built_from(None, Some("false"), "x").is_none());
+        assert!(built_from(Some(" "), Some("true"), "x").is_none());
     }
 }
