@@ -7,7 +7,8 @@
 #   4. the paper presets for both recipes (bf16, then f32 as time allows), warm-up 2, steps 5;
 #      So400m/14 runs at 378 px (27 x 14): ovbench needs a multiple of the patch, and the
 #      paper's 384 px gives the same 27 x 27 patches after the stride-14 patch embedding;
-#   5. max batch under a 32 GiB cap (L/14 224 px, bf16): oom is a result, not a crash;
+#   5. max batch under a 32 GiB cap (L/14 224 px, bf16): oom is a result, not a crash; then
+#      `ovbench repro --preset l14-224` on the GPU, whose search bisects to the largest batch;
 #   6. PyTorch side by side: the same L/14 224 px batch 64 step (scripts/torch_step.py).
 # Every record goes to $OUT (or ./results/gpu-run when OUT is unset), bundled as records.tar.gz.
 set -uo pipefail
@@ -94,6 +95,17 @@ say "max batch under --mem-cap 32GiB (L/14 224 px bf16, one step)"
 for b in 128 256; do
   step cap32-L14-224-b$b --device cuda:0 --model L/14 --res 224 --batch $b --dtype bf16 --warmup 0 --steps 1 --mem-cap 32GiB || true
 done
+
+say "the L/14 claim set on this GPU: ovbench repro, with the max batch under a 32 GiB cap searched by real steps"
+t=$(( $(left) - 20 )); (( t > 240 )) && t=240
+if (( t >= 60 )); then
+  echo "--- repro: ovbench repro --preset l14-224 --device cuda:0 --dtype bf16 --batch 16 ..."
+  timeout "$t" "$BIN" repro --preset l14-224 --device cuda:0 --dtype bf16 --batch 16 --steps 2 --warmup 1 \
+    --mem-cap 32GiB --confirm-limit 512 --out "$R/repro-l14-224"
+  echo "--- repro: exit $?"
+else
+  echo "skip repro: out of time"
+fi
 
 say "paper preset, f32"
 step L14-224-b64-f32 $P --model L/14 --res 224 --batch 64 --dtype f32
