@@ -124,10 +124,9 @@ impl CheckReport {
                 self.root.display()
             ));
         } else {
-            s.push_str(&format!(
-                "{} records checked, {bad} with problems",
-                self.checked()
-            ));
+            let n = self.checked();
+            let noun = if n == 1 { "record" } else { "records" };
+            s.push_str(&format!("{n} {noun} checked, {bad} with problems"));
         }
         if skipped > 0 {
             s.push_str(&format!(
@@ -643,6 +642,6 @@ mod tests {
         assert!(!with_good.failed());
         assert!(with_good
             .render()
-            .contains("1 records checked, 0 with problems"));
+            .contains("1 record checked, 0 with problems"));
     }
 }
