@@ -25,7 +25,6 @@ def main():
     base = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "criterion")
     groups = {}
     for path in glob.glob(os.path.join(base, "*", "*", "new", "estimates.json")):
-        group = os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(path))))
         bench = os.path.basename(os.path.dirname(os.path.dirname(path)))
         with open(os.path.join(os.path.dirname(path), "benchmark.json")) as f:
             title = json.load(f)["group_id"]

@@ -138,17 +138,7 @@ impl AdamW {
                             square: true,
                         },
                     )?;
-                    p.var.as_tensor().inplace_op3(
-                        m,
-                        v,
-                        &Apply {
-                            lr: h.lr,
-                            bc1: h.bc1,
-                            bc2: h.bc2,
-                            eps: h.eps,
-                            wd: h.wd,
-                        },
-                    )?;
+                    p.var.as_tensor().inplace_op3(m, v, &Apply(h))?;
                 }
             }
         }
@@ -189,7 +179,10 @@ impl candle_core::InplaceOp2 for HostStep<'_> {
     ) -> Result<()> {
         let p = contiguous_f32_mut(s1, l1, "parameter")?;
         let g = contiguous_f32(s2, l2, "gradient")?;
-        let mut mv = self.mv.lock().expect("moments lock");
+        let mut mv = self
+            .mv
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("adamw: moments lock poisoned".into()))?;
         let (m, v) = &mut *mv;
         if g.len() != p.len() || m.len() != p.len() {
             candle_core::bail!("adamw: gradient or moments do not match the parameter's size");
@@ -234,7 +227,14 @@ fn contiguous_f32_mut<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Resu
     }
 }
 
-/// m <- beta m + (1 - beta) g   (or g² when `square`).
+/// The device kernels' CPU side: CPU parameters are f32 master weights, whose moments live on
+/// the host and are updated by [`HostStep`] in one pass; f64 runs only in gradient checks.
+fn host_moments_only() -> Result<()> {
+    candle_core::bail!("adamw: CPU parameters must be f32 (their update is the one-pass host step)")
+}
+
+/// m <- beta m + (1 - beta) g   (or g² when `square`). Read only by the CUDA kernels.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 struct Moment {
     beta: f32,
     square: bool,
@@ -244,24 +244,8 @@ impl candle_core::InplaceOp2 for Moment {
     fn name(&self) -> &'static str {
         "adamw-moment"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let m = contiguous_f32_mut(s1, l1, "moment")?;
-        let g = contiguous_f32(s2, l2, "gradient")?;
-        let (b, a) = (self.beta, 1.0 - self.beta);
-        if self.square {
-            m.iter_mut()
-                .zip(g)
-                .for_each(|(m, g)| *m = b * *m + a * g * g);
-        } else {
-            m.iter_mut().zip(g).for_each(|(m, g)| *m = b * *m + a * g);
-        }
-        Ok(())
+    fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
+        host_moments_only()
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -275,14 +259,9 @@ impl candle_core::InplaceOp2 for Moment {
     }
 }
 
-/// p <- p - lr (m̂ / (sqrt(v̂) + eps) + wd p).
-struct Apply {
-    lr: f32,
-    bc1: f32,
-    bc2: f32,
-    eps: f32,
-    wd: f32,
-}
+/// p <- p - lr (m̂ / (sqrt(v̂) + eps) + wd p). Read only by the CUDA kernels.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct Apply(Hyper);
 
 impl candle_core::InplaceOp3 for Apply {
     fn name(&self) -> &'static str {
@@ -290,21 +269,14 @@ impl candle_core::InplaceOp3 for Apply {
     }
     fn cpu_fwd(
         &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
+        _: &mut CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
     ) -> Result<()> {
-        let p = contiguous_f32_mut(s1, l1, "parameter")?;
-        let m = contiguous_f32(s2, l2, "first moment")?;
-        let v = contiguous_f32(s3, l3, "second moment")?;
-        for ((p, m), v) in p.iter_mut().zip(m).zip(v) {
-            let upd = (m / self.bc1) / ((v / self.bc2).sqrt() + self.eps);
-            *p -= self.lr * (upd + self.wd * *p);
-        }
-        Ok(())
+        host_moments_only()
     }
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
@@ -316,7 +288,8 @@ impl candle_core::InplaceOp3 for Apply {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let h = [self.lr, self.bc1, self.bc2, self.eps, self.wd];
+        let h = self.0;
+        let h = [h.lr, h.bc1, h.bc2, h.eps, h.wd];
         crate::optim_cuda::apply(s1, l1, s2, l2, s3, l3, h)
     }
 }

@@ -20,7 +20,9 @@
 //! other dtypes and devices.
 
 use super::gemm::{matmul, Mat, MatMut, Par, SharedMut};
-use super::{cast, grads, msg, slice, tensor_of, vmath, Real, CHUNK_ROWS, GELU_C, SQRT_2_OVER_PI};
+use super::{
+    cast, grads, msg, slice, take_once, tensor_of, vmath, Real, CHUNK_ROWS, GELU_C, SQRT_2_OVER_PI,
+};
 use crate::layers::Block;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -298,12 +300,7 @@ impl<T: Real> CustomOp2 for BlockOp<T> {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let y = self
-            .out
-            .lock()
-            .expect("block op lock")
-            .take()
-            .ok_or_else(|| msg(OP, "output already taken"))?;
+        let y = take_once(&self.out, OP, "output already taken")?;
         let Dims { b, n, d, .. } = self.dims;
         Ok((T::wrap(y), Shape::from((b, n, d))))
     }
@@ -315,18 +312,12 @@ impl<T: Real> CustomOp2 for BlockOp<T> {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let saved = self
-            .saved
-            .lock()
-            .expect("block op lock")
-            .take()
-            .ok_or_else(|| {
-                msg(
-                    OP,
-                    "backward pass ran twice over one forward pass (its saved activations are \
-                     freed after the first)",
-                )
-            })?;
+        let saved = take_once(
+            &self.saved,
+            OP,
+            "backward pass ran twice over one forward pass (its saved activations are freed \
+             after the first)",
+        )?;
         let dy = dy.contiguous()?;
         let (dx, dln1_g) = {
             let (gs, gl) = dy.storage_and_layout();

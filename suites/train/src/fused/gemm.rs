@@ -19,13 +19,18 @@ pub struct Mat<'a, T> {
     cs: usize,
 }
 
-/// Index one past the last element a view touches (0 for an empty view).
-fn extent(off: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
-    if rows == 0 || cols == 0 {
+/// Panics if a view reaches past the end of its buffer of `len` elements (a bug in the caller).
+fn assert_inside(len: usize, off: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
+    // One past the last element the view touches (0 for an empty view).
+    let extent = if rows == 0 || cols == 0 {
         0
     } else {
         off + (rows - 1) * rs + (cols - 1) * cs + 1
-    }
+    };
+    assert!(
+        extent <= len,
+        "matrix view {rows}x{cols} (strides {rs}, {cs}) at {off} outside a buffer of {len}"
+    );
 }
 
 impl<'a, T> Mat<'a, T> {
@@ -43,11 +48,7 @@ impl<'a, T> Mat<'a, T> {
         rs: usize,
         cs: usize,
     ) -> Self {
-        assert!(
-            extent(off, rows, cols, rs, cs) <= data.len(),
-            "matrix view {rows}x{cols} (strides {rs}, {cs}) at {off} outside a buffer of {}",
-            data.len()
-        );
+        assert_inside(data.len(), off, rows, cols, rs, cs);
         Mat {
             data,
             off,
@@ -93,11 +94,7 @@ impl<'a, T> MatMut<'a, T> {
         rs: usize,
         cs: usize,
     ) -> Self {
-        assert!(
-            extent(off, rows, cols, rs, cs) <= data.len(),
-            "matrix view {rows}x{cols} (strides {rs}, {cs}) at {off} outside a buffer of {}",
-            data.len()
-        );
+        assert_inside(data.len(), off, rows, cols, rs, cs);
         MatMut {
             data,
             off,
@@ -260,7 +257,7 @@ impl<T: Real> SharedMut<T> {
         scale: T,
         accumulate: bool,
     ) {
-        assert!(extent(off, rows, cols, rs, 1) <= self.len);
+        assert_inside(self.len, off, rows, cols, rs, 1);
         assert!(a.rows == rows && b.cols == cols && a.cols == b.rows);
         if rows == 0 || cols == 0 {
             return;

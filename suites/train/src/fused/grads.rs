@@ -36,11 +36,8 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
         .expect("installed above");
     let mut grads = result?;
     for (id, p) in collected {
-        let g = match p.grad {
-            CpuStorage::F32(v) => Tensor::from_vec(v, p.param.shape(), p.param.device())?,
-            CpuStorage::F64(v) => Tensor::from_vec(v, p.param.shape(), p.param.device())?,
-            _ => unreachable!("accumulate stores f32 or f64 only"),
-        };
+        // Fused ops run on the CPU only, so the weight is a CPU tensor too.
+        let g = super::cpu_tensor(p.grad, p.param.shape())?;
         let g = match grads.get_id(id) {
             Some(existing) => (existing + g)?,
             None => g,

@@ -103,8 +103,13 @@ pub trait Real: num_traits::Float + num_traits::FromPrimitive + Send + Sync + 's
 
 /// A CPU tensor that owns `v` (no copy).
 fn tensor_of<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
+    cpu_tensor(T::wrap(v), shape)
+}
+
+/// A CPU tensor owning the f32 or f64 storage `s`.
+fn cpu_tensor(s: CpuStorage, shape: impl Into<Shape>) -> Result<Tensor> {
     let dev = candle_core::Device::Cpu;
-    match T::wrap(v) {
+    match s {
         CpuStorage::F32(v) => Tensor::from_vec(v, shape, &dev),
         CpuStorage::F64(v) => Tensor::from_vec(v, shape, &dev),
         other => Err(msg(
@@ -156,6 +161,15 @@ impl Real for f64 {
     fn fast_exp(self) -> f64 {
         self.exp()
     }
+}
+
+/// Takes what a custom op stored for one later use (its output for `cpu_fwd`, or the buffers its
+/// backward pass reads); `gone` says why it may already be taken.
+fn take_once<V>(slot: &Mutex<Option<V>>, op: &str, gone: &str) -> Result<V> {
+    slot.lock()
+        .map_err(|_| msg(op, "state lock poisoned by an earlier panic"))?
+        .take()
+        .ok_or_else(|| msg(op, gone))
 }
 
 fn msg(op: &str, what: impl std::fmt::Display) -> Error {
@@ -778,12 +792,7 @@ impl<T: Real> CustomOp3 for LinearNll<T> {
         _: &CpuStorage,
         _: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let nll = self
-            .nll
-            .lock()
-            .expect("head lock")
-            .take()
-            .ok_or_else(|| msg(HEAD, "output already taken"))?;
+        let nll = take_once(&self.nll, HEAD, "output already taken")?;
         let n = nll.len();
         Ok((T::wrap(nll), Shape::from(n)))
     }
@@ -795,12 +804,11 @@ impl<T: Real> CustomOp3 for LinearNll<T> {
         _nll: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let p = self
-            .dlogits
-            .lock()
-            .expect("head lock")
-            .take()
-            .ok_or_else(|| msg(HEAD, "backward pass ran twice over one forward pass"))?;
+        let p = take_once(
+            &self.dlogits,
+            HEAD,
+            "backward pass ran twice over one forward pass",
+        )?;
         let (h, g) = (h.contiguous()?, g.contiguous()?);
         let (n, d) = h.dims2()?;
         let v = self.vocab;
