@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # Build target/cuda/release/ovbench with the `cuda` feature on a machine WITHOUT a GPU.
 #
-# - nvcc 13.0 and the CUDA libraries come from PyPI wheels, pinned to 13.0 (driver 580 = CUDA 13.0),
-#   unpacked into .cuda/ (gitignored) once and reused.
-# - libcuda.so.1 is not shipped by any wheel: a stub with the driver symbols cudarc declares is built with gcc;
-#   it only serves the link. The GPU machine's real driver library replaces it at run time.
+# - nvcc 13.0 comes from PyPI wheels, pinned to 13.0 (driver 580 = CUDA 13.0), unpacked into
+#   .cuda/ (gitignored) once and reused.
+# - The binary loads the CUDA libraries (driver, cuBLAS, cuRAND, NVRTC) at run time, so it
+#   starts on any x86-64 Linux machine, and `--device cuda` without a driver or without the
+#   libraries is a one-line error. candle-core 0.11.1 asks cudarc to link them at start instead
+#   (its `dynamic-linking` feature), and cudarc refuses both modes at once, so this script builds
+#   against a copy of candle-core from cargo's registry whose manifest asks for cudarc's
+#   `dynamic-loading` (nothing else changes), through a `--config patch` that leaves Cargo.lock
+#   as committed. The code's probe of those libraries is compiled in by the
+#   `ovbench_cuda_dynamic_loading` cfg set here.
 # - A separate target dir (target/cuda) keeps the CPU build cache intact.
-# Idempotent: re-running reuses .cuda/ and target/cuda. Usage: scripts/build-cuda.sh [extra cargo args]
+# Idempotent: re-running reuses .cuda/ and target/cuda.
+# Usage:
+#   scripts/build-cuda.sh [extra cargo args]   build target/cuda/release/ovbench
+#   scripts/build-cuda.sh test [cargo args]    the workspace's tests with the feature compiled in
+#   scripts/build-cuda.sh check                build, then check the binary on this machine
+#                                              without a GPU (CPU step equal to the CPU build's,
+#                                              `--device cuda` a one-line error); CI runs this
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,9 +31,6 @@ WHEELS=(
   nvidia-cuda-crt==13.0.88
   nvidia-cuda-runtime==13.0.96
   nvidia-cuda-cccl==13.0.85
-  nvidia-cuda-nvrtc==13.0.88
-  nvidia-curand==10.4.0.35
-  nvidia-cublas==13.0.2.14
 )
 STAMP="$CUDA_DIR/.wheels-$(printf '%s ' "${WHEELS[@]}" | sha256sum | cut -c1-16)"
 if [[ ! -f "$STAMP" ]]; then
@@ -33,27 +42,23 @@ fi
 CU="$PKGS/nvidia/cu13"
 [[ -x "$CU/bin/nvcc" ]] || { echo "build-cuda: nvcc not found under $CU/bin" >&2; exit 1; }
 
-# Unversioned link names for the libraries cudarc links dynamically.
+# candle-kernels asks to link libcudart (for its MoE library, stubbed below): give it the
+# unversioned name. The linker drops it again, as nothing calls it.
 mkdir -p "$LINK"
-link_one() { # name pattern
-  local f; f=$(find "$PKGS/nvidia" -name "$2" -print -quit)
-  [[ -n "$f" ]] || { echo "build-cuda: $2 not found in the wheels" >&2; exit 1; }
-  ln -sfn "$f" "$LINK/$1"
-}
-link_one libcudart.so 'libcudart.so.13*'
-link_one libcublas.so 'libcublas.so.13*'
-link_one libcublasLt.so 'libcublasLt.so.13*'
-link_one libnvrtc.so 'libnvrtc.so.13*'
-link_one libcurand.so 'libcurand.so.10*'
+f=$(find "$PKGS/nvidia" -name 'libcudart.so.13*' -print -quit)
+[[ -n "$f" ]] || { echo "build-cuda: libcudart.so.13 not found in the wheels" >&2; exit 1; }
+ln -sfn "$f" "$LINK/libcudart.so"
 
-# Stub libcuda.so(.1): every cu* function cudarc's driver bindings declare, as an empty symbol.
-CUDARC_SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.10 2>/dev/null | head -1 || true)
-if [[ ! -f "$LINK/libcuda.so.1" ]]; then
-  [[ -n "$CUDARC_SRC" ]] || { cargo fetch --quiet; CUDARC_SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.10 | head -1); }
-  grep -o 'pub unsafe fn cu[A-Za-z0-9_]*' "$CUDARC_SRC/src/driver/sys/mod.rs" | awk '{print $4}' | sort -u \
-    | awk '{print "int " $1 "(void) { return 999; }"}' > "$LINK/cuda_stub.c"
-  gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$LINK/libcuda.so.1" "$LINK/cuda_stub.c"
-  ln -sfn libcuda.so.1 "$LINK/libcuda.so"
+# candle-core with cudarc's run-time loading (see the header).
+REGISTRY_SRC() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$1" 2>/dev/null | head -1 || true; }
+[[ -n "$(REGISTRY_SRC candle-core-0.11.1)" && -n "$(REGISTRY_SRC candle-kernels-0.11.1)" ]] || cargo fetch --quiet
+CORE="$CUDA_DIR/candle-core-0.11.1-dynamic-loading"
+if [[ ! -f "$CORE/.patched" ]]; then
+  rm -rf "$CORE"; cp -r "$(REGISTRY_SRC candle-core-0.11.1)" "$CORE"
+  sed -i 's/^    "dynamic-linking",$/    "dynamic-loading",/' "$CORE/Cargo.toml"
+  grep -q '"dynamic-loading"' "$CORE/Cargo.toml" && ! grep -q '"dynamic-linking"' "$CORE/Cargo.toml" \
+    || { echo "build-cuda: could not switch $CORE/Cargo.toml to cudarc's dynamic-loading" >&2; exit 1; }
+  touch "$CORE/.patched"
 fi
 
 # candle-kernels also builds a static library of quantized-MoE / GGUF kernels (15 heavy .cu
@@ -62,7 +67,7 @@ fi
 # PTX kernels that candle's tensor ops use are compiled by the real nvcc, unchanged.
 # OVBENCH_REAL_MOE=1 compiles the real library instead.
 if [[ ! -x "$CU/bin/nvcc.real" ]]; then mv "$CU/bin/nvcc" "$CU/bin/nvcc.real"; fi
-KERNELS_SRC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/candle-kernels-0.11.1 2>/dev/null | head -1 || true)
+KERNELS_SRC=$(REGISTRY_SRC candle-kernels-0.11.1)
 if [[ -n "$KERNELS_SRC" && ! -f "$LINK/moe_stub.o" ]]; then
   { echo '#include <stdlib.h>'
     grep -o 'pub fn [A-Za-z0-9_]*' "$KERNELS_SRC/src/ffi.rs" | awk '{print $3}' | sort -u \
@@ -112,5 +117,26 @@ if OVBENCH_SOURCE_COMMIT=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null); then
   fi
   echo "build-cuda: source $OVBENCH_SOURCE_COMMIT (dirty: $OVBENCH_SOURCE_DIRTY)" >&2
 fi
-nice -n 10 cargo build --release --features cuda --target-dir "$ROOT/target/cuda" --bin ovbench "$@"
-ls -l "$ROOT/target/cuda/release/ovbench"
+export RUSTFLAGS="$RUSTFLAGS --cfg ovbench_cuda_dynamic_loading"
+# The patch rewrites Cargo.lock's candle-core entry: put the committed lock back afterwards.
+cp Cargo.lock "$CUDA_DIR/Cargo.lock.committed"
+trap 'cp "$CUDA_DIR/Cargo.lock.committed" "$ROOT/Cargo.lock"' EXIT
+CARGO=(cargo --config "patch.crates-io.candle-core.path='$CORE'")
+TARGET="$ROOT/target/cuda"
+BIN="$TARGET/release/ovbench"
+case "${1:-}" in
+  test)
+    shift
+    nice -n 10 "${CARGO[@]}" test --workspace --release --features cuda --target-dir "$TARGET" "$@"
+    ;;
+  check)
+    nice -n 10 "${CARGO[@]}" build --release --features cuda --target-dir "$TARGET" --bin ovbench
+    ls -l "$BIN"
+    cp "$CUDA_DIR/Cargo.lock.committed" "$ROOT/Cargo.lock"
+    bash "$ROOT/scripts/check-cuda-binary.sh" "$BIN"
+    ;;
+  *)
+    nice -n 10 "${CARGO[@]}" build --release --features cuda --target-dir "$TARGET" --bin ovbench "$@"
+    ls -l "$BIN"
+    ;;
+esac

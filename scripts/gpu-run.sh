@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU-machine run: given target/cuda/release/ovbench (built by scripts/build-cuda.sh on any
 # x86-64 Linux machine), runs, in order and within about 8 minutes on an H100/H200:
-#   1. environment: CUDA libraries from the Python nvidia-* packages, nvidia-smi, ldd check;
+#   1. environment: CUDA libraries from the Python nvidia-* packages (the binary loads them at
+#      run time; the smoke test names any it cannot find), nvidia-smi;
 #   2. kernel smoke test (one Ti/16 step of each recipe on the GPU);
 #   3. one step of each recipe on GPU vs CPU, same seed, f32 (and bf16 on GPU) -> loss agreement;
 #   4. the paper presets for both recipes (bf16, then f32 as time allows), warm-up 2, steps 5;
@@ -40,6 +41,11 @@ nvidia-smi || true
 # NVML accounting is left as the card was found (changing it would change the GPU's settings); the record says "unavailable" when it is off.
 [[ -x "$BIN" ]] || { echo "no binary at $BIN (carry target/cuda/release/ovbench)"; exit 1; }
 if ldd "$BIN" | grep "not found"; then echo "missing libraries: stop"; exit 1; fi
+for l in libcuda.so.1 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
+  found=no; for d in ${LD_LIBRARY_PATH//:/ }; do [[ -e "$d/$l" ]] && found="$d"; done
+  [[ $found == no ]] && found=$(ldconfig -p 2>/dev/null | awk -v l="$l" '$1 == l {print $NF; exit}')
+  echo "$l: ${found:-not found}"
+done
 
 step() { # name, args...
   local name=$1; shift
@@ -51,13 +57,22 @@ step() { # name, args...
 }
 
 say "smoke test"
-step smoke --device cuda:0 --model Ti/16 --res 112 --batch 8 --warmup 0 --steps 1 || { echo "smoke test failed: stop"; exit 1; }
+# The default kernels on CUDA are the portable ops (device-generic layer norm and softmax,
+# attention recomputed in the backward pass), first run on a GPU here: should they fail, the
+# rest of the run falls back to candle's composed ops (KERNELS), and the log says so.
+KERNELS="${KERNELS:-fused}"
+if ! step smoke --device cuda:0 --model Ti/16 --res 112 --batch 8 --warmup 0 --steps 1 --kernels "$KERNELS"; then
+  echo "smoke test with --kernels $KERNELS failed: falling back to --kernels composed"
+  KERNELS=composed
+  step smoke-composed --device cuda:0 --model Ti/16 --res 112 --batch 8 --warmup 0 --steps 1 --kernels composed \
+    || { echo "smoke test failed: stop"; exit 1; }
+fi
 
 say "CPU vs GPU, one step, same seed"
 T="--model Ti/16 --res 64 --batch 4 --warmup 0 --steps 1 --seed 7"
 step agree-cpu-f32 --device cpu $T --dtype f32
-step agree-gpu-f32 --device cuda:0 $T --dtype f32
-step agree-gpu-bf16 --device cuda:0 $T --dtype bf16
+step agree-gpu-f32 --device cuda:0 $T --dtype f32 --kernels "$KERNELS"
+step agree-gpu-bf16 --device cuda:0 $T --dtype bf16 --kernels "$KERNELS"
 "$PY" - "$R" <<'PY' | tee "$R/agreement.txt"
 import json, sys, os
 d = sys.argv[1]
@@ -76,10 +91,16 @@ for name, tol in (("agree-gpu-f32", 1e-4), ("agree-gpu-bf16", 2e-2)):
 PY
 
 say "paper presets, bf16"
-P="--warmup 2 --steps 5 --device cuda:0"
+P="--warmup 2 --steps 5 --device cuda:0 --kernels $KERNELS"
 step L14-224-b64-bf16 $P --model L/14 --res 224 --batch 64 --dtype bf16
 step L14-84-b128-bf16 $P --model L/14 --res 84 --batch 128 --dtype bf16
 step So400m-378-b16-bf16 $P --model So400m/14 --res 378 --batch 16 --dtype bf16
+
+if [[ $KERNELS != composed ]]; then
+  say "portable against composed ops on the GPU (L/14, 84 px, batch 128, bf16)"
+  step L14-84-b128-bf16-composed --warmup 2 --steps 5 --device cuda:0 --kernels composed \
+    --model L/14 --res 84 --batch 128 --dtype bf16
+fi
 
 say "PyTorch side by side (L/14, 224 px, batch 64)"
 timeout 60 "$PY" scripts/torch_step.py --peak --out "$R/peak-matmul.json"
@@ -93,14 +114,14 @@ fi
 
 say "max batch under --mem-cap 32GiB (L/14 224 px bf16, one step)"
 for b in 128 256; do
-  step cap32-L14-224-b$b --device cuda:0 --model L/14 --res 224 --batch $b --dtype bf16 --warmup 0 --steps 1 --mem-cap 32GiB || true
+  step cap32-L14-224-b$b --device cuda:0 --kernels "$KERNELS" --model L/14 --res 224 --batch $b --dtype bf16 --warmup 0 --steps 1 --mem-cap 32GiB || true
 done
 
 say "the L/14 claim set on this GPU: ovbench repro, with the max batch under a 32 GiB cap searched by real steps"
 t=$(( $(left) - 20 )); (( t > 240 )) && t=240
 if (( t >= 60 )); then
   echo "--- repro: ovbench repro --preset l14-224 --device cuda:0 --dtype bf16 --batch 16 ..."
-  timeout "$t" "$BIN" repro --preset l14-224 --device cuda:0 --dtype bf16 --batch 16 --steps 2 --warmup 1 \
+  timeout "$t" "$BIN" repro --preset l14-224 --device cuda:0 --kernels "$KERNELS" --dtype bf16 --batch 16 --steps 2 --warmup 1 \
     --mem-cap 32GiB --confirm-limit 512 --out "$R/repro-l14-224"
   echo "--- repro: exit $?"
 else

@@ -163,3 +163,52 @@ fn allocator_peak_is_deterministic_across_runs() {
     };
     assert_eq!(peaks(), peaks());
 }
+
+/// What the portable ops are for (they are what CUDA runs): the same losses as candle's composed
+/// ops with a lower allocator peak, since the graph keeps neither the attention scores nor the
+/// norms' and softmaxes' intermediates. Peaks are exact allocator counts, not timings.
+#[test]
+fn portable_kernels_keep_losses_and_lower_the_peak() {
+    let run = |kernels: &str| -> Vec<(f64, u64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let args = [
+            "--res",
+            "64",
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "-q",
+            "--kernels",
+            kernels,
+        ];
+        let out = ovbench(&args, &path);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(rec["config"]["kernels"], kernels);
+        rec["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["samples"][0]["loss"].as_f64().unwrap(),
+                    r["memory"]["peak_over_baseline_bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (portable, composed) = (run("portable"), run("composed"));
+    for ((lp, pp), (lc, pc)) in portable.iter().zip(&composed) {
+        assert!((lp - lc).abs() <= 1e-5 * lc.abs(), "loss {lp} vs {lc}");
+        assert!(pp < pc, "portable peak {pp} >= composed peak {pc}");
+    }
+}

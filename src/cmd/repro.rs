@@ -40,6 +40,10 @@ pub struct ReproArgs {
     /// Image-encoder activation recomputation (the released recipe uses full)
     #[arg(long, default_value = "full")]
     pub remat: Remat,
+    /// Kernels, as for `ovbench step --kernels` (fused: the fused CPU kernels, the portable
+    /// ops on CUDA)
+    #[arg(long, default_value = "fused")]
+    pub kernels: ovbench_train::fused::Kernels,
     /// Per-device memory cap for the fits/OOM claims and the max-batch search
     #[arg(long, default_value = "32GB")]
     pub mem_cap: String,
@@ -89,6 +93,7 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
         mem_cap_bytes: cap,
         confirm_limit: args.confirm_limit,
         threads: args.threads,
+        kernels: args.kernels,
         ..ReproConfig::new(args.preset)
     };
     if args.steps == 0 {

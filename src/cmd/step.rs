@@ -60,8 +60,10 @@ pub struct StepArgs {
     #[arg(long, default_value_t = 1)]
     pub ew_threads: usize,
     /// fused: ovbench's CPU kernels with their own backward passes (each transformer block as
-    /// one op; layer norm, softmax, GELU, head + cross-entropy); composed: candle's ops (always
-    /// used on CUDA and for bf16/f16)
+    /// one op; layer norm, softmax, GELU, head + cross-entropy), and on CUDA the portable ops;
+    /// composed: candle's ops only; portable: layer norm and softmax as device-generic single
+    /// ops that keep only their input and output, candle's ops for the rest (what fused runs on
+    /// CUDA; selectable on the CPU to test and measure it there)
     #[arg(long, default_value = "fused")]
     pub kernels: ovbench_train::fused::Kernels,
     /// GPU memory cap, e.g. 32GiB: a recipe whose allocator peak exceeds it is recorded as oom

@@ -56,7 +56,61 @@ fn open_cuda(i: usize) -> Result<Device, String> {
             "--device cuda:{i}: no usable NVIDIA driver ({reason})"
         ));
     }
-    Device::new_cuda(i).map_err(|e| format!("--device cuda:{i}: {e}"))
+    if let Some(missing) = missing_cuda_libraries() {
+        return Err(format!(
+            "--device cuda:{i}: CUDA libraries not found: {missing} (put the folders holding them on LD_LIBRARY_PATH; scripts/gpu-run.sh takes them from the Python nvidia-* packages)"
+        ));
+    }
+    // cudarc still panics on a library it cannot load; keep that to the one-line error too.
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(i));
+    std::panic::set_hook(quiet);
+    match opened {
+        Ok(r) => r.map_err(|e| format!("--device cuda:{i}: {e}")),
+        Err(p) => Err(format!("--device cuda:{i}: {}", panic_text(&p))),
+    }
+}
+
+/// The CUDA libraries a run-time-loading build (scripts/build-cuda.sh) opens on first use,
+/// named as cudarc looks for them; None when all load. A build linked at start needs no probe:
+/// the loader has already found them.
+#[cfg(feature = "cuda")]
+fn missing_cuda_libraries() -> Option<String> {
+    #[cfg(ovbench_cuda_dynamic_loading)]
+    {
+        use candle_core::cuda_backend::cudarc as c;
+        // SAFETY: each probe only dlopens the library (running its initialisers) and closes it.
+        let present = unsafe {
+            [
+                ("libcuda (the driver)", c::driver::sys::is_culib_present()),
+                ("libcublas", c::cublas::sys::is_culib_present()),
+                ("libcublasLt", c::cublaslt::sys::is_culib_present()),
+                ("libcurand", c::curand::sys::is_culib_present()),
+                ("libnvrtc", c::nvrtc::sys::is_culib_present()),
+            ]
+        };
+        let missing: Vec<&str> = present
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(n, _)| *n)
+            .collect();
+        if !missing.is_empty() {
+            return Some(missing.join(", "));
+        }
+    }
+    None
+}
+
+#[cfg(feature = "cuda")]
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    let text = p
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| p.downcast_ref::<&str>().copied())
+        .unwrap_or("CUDA initialisation panicked");
+    // cudarc's message runs to several sentences and a list of names: keep the first.
+    text.split(" - ").next().unwrap_or(text).to_string()
 }
 
 #[cfg(not(feature = "cuda"))]

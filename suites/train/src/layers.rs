@@ -1,7 +1,8 @@
 //! Transformer building blocks, written from composed candle ops that all carry gradients
 //! (candle 0.11's fused `layer_norm` and `softmax_last_dim` silently drop them). On the CPU in
 //! f32 and f64 a whole [`Block`] runs as one fused op instead ([`fused::block`]), with the same
-//! weights and the same result to rounding.
+//! weights and the same result to rounding; elsewhere layer norm and softmax run as
+//! device-generic single ops ([`fused::portable`]) unless `--kernels composed`.
 
 use crate::config::{StackDims, LN_EPS};
 use crate::fused;
@@ -117,6 +118,9 @@ impl LayerNorm {
         if fused::applies(&x) {
             return fused::layer_norm(&x, &self.gamma, &self.beta, LN_EPS);
         }
+        if fused::portable_applies(&x) {
+            return fused::portable::layer_norm(&x, &self.gamma, &self.beta, LN_EPS);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -161,32 +165,56 @@ impl Attention {
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let h = self.heads;
-        let dh = d / h;
+        macs::record(2 * b * h * t * t * (d / h));
         let qkv = self.qkv.forward(x, p)?;
-        let split = |i: usize| -> Result<Tensor> {
-            qkv.narrow(2, i * d, d)?
-                .reshape((b, t, h, dh))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = (split(0)? * (1.0 / (dh as f64).sqrt()))?;
-        let k = split(1)?;
-        let v = split(2)?;
-        macs::record(2 * b * h * t * t * dh);
-        let scores = q.matmul(&k.t()?)?.to_dtype(p.master)?;
-        let att = if fused::applies(&scores) {
-            fused::softmax(&scores, mask)?
+        let y = if fused::kernels() != fused::Kernels::Composed && !fused::applies(&qkv) {
+            // Where the fused CPU kernels do not run (CUDA): the (B, H, T, T) scores and
+            // probabilities are recomputed in the backward pass instead of kept.
+            let mask = mask.cloned();
+            fused::portable::recompute(&qkv, move |qkv| {
+                attention_core(qkv, mask.as_ref(), h, p, fused::portable::softmax)
+            })?
         } else {
-            let scores = match mask {
-                Some(m) => scores.broadcast_add(m)?,
-                None => scores,
-            };
-            candle_nn::ops::softmax(&scores, D::Minus1)?
+            attention_core(&qkv, mask, h, p, |scores, mask| {
+                if fused::applies(scores) {
+                    fused::softmax(scores, mask)
+                } else {
+                    let scores = match mask {
+                        Some(m) => scores.broadcast_add(m)?,
+                        None => scores.clone(),
+                    };
+                    candle_nn::ops::softmax(&scores, D::Minus1)
+                }
+            })?
         };
-        let att = att.to_dtype(v.dtype())?;
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out.forward(&y, p)
     }
+}
+
+/// softmax(q kᵀ / √dh + mask) v over `heads` heads, from the packed (B, T, 3D) projections to
+/// the merged (B, T, D) output. No weights: all of attention that scales with T².
+fn attention_core(
+    qkv: &Tensor,
+    mask: Option<&Tensor>,
+    heads: usize,
+    p: Precision,
+    softmax: impl Fn(&Tensor, Option<&Tensor>) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let (b, t, d3) = qkv.dims3()?;
+    let d = d3 / 3;
+    let dh = d / heads;
+    let split = |i: usize| -> Result<Tensor> {
+        qkv.narrow(2, i * d, d)?
+            .reshape((b, t, heads, dh))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let q = (split(0)? * (1.0 / (dh as f64).sqrt()))?;
+    let k = split(1)?;
+    let v = split(2)?;
+    let scores = q.matmul(&k.t()?)?.to_dtype(p.master)?;
+    let att = softmax(&scores, mask)?.to_dtype(v.dtype())?;
+    att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))
 }
 
 /// Two-layer GELU MLP.

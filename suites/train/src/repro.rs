@@ -95,6 +95,9 @@ pub struct ReproConfig {
     pub confirm_limit: usize,
     pub threads: usize,
     pub ew_threads: usize,
+    /// Reports made before the setting existed ran the default, fused.
+    #[serde(default)]
+    pub kernels: crate::fused::Kernels,
 }
 
 impl ReproConfig {
@@ -112,6 +115,7 @@ impl ReproConfig {
             confirm_limit: 8,
             threads: 0,
             ew_threads: 1,
+            kernels: crate::fused::Kernels::Fused,
         }
     }
 }
@@ -251,6 +255,7 @@ fn step_config(
         remat: cfg.remat,
         threads: cfg.threads,
         ew_threads: cfg.ew_threads,
+        kernels: cfg.kernels,
         ..StepConfig::small()
     }
 }

@@ -479,6 +479,17 @@ fn run_recipe(
             cfg.dtype.name()
         ));
     }
+    if cfg.kernels == Kernels::Portable
+        || (cfg.kernels == Kernels::Fused
+            && (cfg.device != DeviceArg::Cpu || cfg.dtype != DTypeArg::F32))
+    {
+        notes.push(
+            "portable ops where the fused CPU kernels do not apply: layer norm and softmax as \
+             single device-generic ops, attention scores and probabilities recomputed in the \
+             backward pass; GELU, cross-entropy and the rest are candle's composed ops"
+                .into(),
+        );
+    }
     Ok(RecipeRun {
         recipe,
         label: recipe.label().to_string(),

@@ -151,6 +151,29 @@ fn fused_block_matches_composed_block() {
     }
 }
 
+/// The portable ops (what CUDA runs: single-op layer norm and softmax, attention recomputed in
+/// the backward pass) give the composed block's output and every gradient, in f64 and f32.
+#[test]
+fn portable_block_matches_composed_block() {
+    for case in cases() {
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-4)] {
+            let (yp, gp) = run(&case, dtype, Kernels::Portable);
+            let (yc, gc) = run(&case, dtype, Kernels::Composed);
+            let d = max_rel_diff(&yp, &yc);
+            assert!(d < tol, "{} {dtype:?}: output differs by {d}", case.name);
+            assert_eq!(gp.len(), gc.len());
+            for (i, (a, b)) in gp.iter().zip(&gc).enumerate() {
+                let d = max_rel_diff(a, b);
+                assert!(
+                    d < tol,
+                    "{} {dtype:?}: gradient {i} (0 = input, then weights) differs by {d}",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn fused_block_gradients_match_finite_differences() {
     let case = &cases()[1];

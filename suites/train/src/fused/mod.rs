@@ -13,8 +13,9 @@
 //!
 //! Which kernels run is a per-thread setting ([`with_kernels`]), fused by default, so that the
 //! model code stays the same and a step can be replayed with candle's composed ops to compare.
-//! Fused kernels cover f32 and f64 on the CPU; other dtypes and CUDA tensors take the composed
-//! path (documented fallback: no CUDA kernels yet).
+//! Fused kernels cover f32 and f64 on the CPU. Elsewhere (CUDA) layer norm and softmax run as
+//! device-generic single ops ([`portable`]) and the rest takes candle's composed ops (no CUDA
+//! kernels of ovbench's own for them yet).
 //!
 //! Work is split over rows (or columns, or attention heads) with rayon in fixed-size chunks
 //! whose partial sums are added in chunk order, so results do not depend on thread scheduling.
@@ -32,6 +33,7 @@ use std::sync::Mutex;
 pub mod block;
 pub mod gemm;
 pub mod grads;
+pub mod portable;
 pub mod vmath;
 
 /// Which implementation of layer norm, softmax, GELU and cross-entropy the models use.
@@ -43,6 +45,9 @@ pub enum Kernels {
     Fused,
     /// candle's composed ops everywhere.
     Composed,
+    /// Device-generic single-op layer norm and softmax ([`portable`]), composed ops for the
+    /// rest: what `fused` runs on CUDA, selectable on the CPU to test and measure it there.
+    Portable,
 }
 
 impl Kernels {
@@ -58,8 +63,9 @@ impl FromStr for Kernels {
         match s {
             "fused" => Ok(Kernels::Fused),
             "composed" => Ok(Kernels::Composed),
+            "portable" => Ok(Kernels::Portable),
             _ => Err(format!(
-                "unknown kernels '{s}' (expected fused or composed)"
+                "unknown kernels '{s}' (expected fused, composed or portable)"
             )),
         }
     }
@@ -87,6 +93,16 @@ pub fn applies(t: &Tensor) -> bool {
     kernels() == Kernels::Fused
         && t.device().is_cpu()
         && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+/// Whether the device-generic layer norm and softmax ([`portable`]) apply to `t`: always with
+/// `portable`, and with `fused` wherever the fused CPU kernels do not (CUDA, other dtypes).
+pub fn portable_applies(t: &Tensor) -> bool {
+    match kernels() {
+        Kernels::Portable => true,
+        Kernels::Fused => !applies(t),
+        Kernels::Composed => false,
+    }
 }
 
 /// Rows per parallel task.

@@ -1,0 +1,394 @@
+//! Layer norm and (masked) softmax as single ops on any device, for where the fused CPU kernels
+//! do not run (CUDA).
+//!
+//! candle's composed ops leave every intermediate in the autograd graph until the backward pass:
+//! four more full-size tensors per softmax and five per layer norm, which on a GPU is much of a
+//! step's memory (the attention probabilities alone are (B, H, T, T) per layer). Here each
+//! forward pass is composed from candle's own storage kernels (the ones its tensor ops run, on
+//! the CPU and on CUDA) inside one op, so its temporaries are freed before it returns and the
+//! graph keeps only the input and the output. The backward pass is composed from tensor ops and
+//! recomputes what it needs. Being generic over the storage, the same code runs in the CPU
+//! tests (`--kernels portable`) as on the GPU.
+
+use candle_core::backend::{BackendDevice, BackendStorage};
+use candle_core::op::{Add, Div, Exp, Mul, ReduceOp, Sqr, Sqrt, Sub};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
+
+/// The layouts of a row-wise op over the last dimension of `shape`: the contiguous full
+/// layout, the contiguous (…, 1) layout of a per-row value, and that value broadcast to full.
+struct Rows {
+    shape: Shape,
+    last: usize,
+    full: Layout,
+    row: Layout,
+    row_bcast: Layout,
+}
+
+impl Rows {
+    fn of(shape: &Shape) -> Result<Rows> {
+        let last = shape
+            .rank()
+            .checked_sub(1)
+            .ok_or_else(|| candle_core::Error::Msg("portable row op on a scalar".into()).bt())?;
+        let mut dims = shape.dims().to_vec();
+        dims[last] = 1;
+        let row = Layout::contiguous(dims);
+        Ok(Rows {
+            shape: shape.clone(),
+            last,
+            full: Layout::contiguous(shape.clone()),
+            row_bcast: row.broadcast_as(shape.clone())?,
+            row,
+        })
+    }
+    fn width(&self) -> usize {
+        self.shape.dims()[self.last]
+    }
+}
+
+/// softmax(x + mask) over the last dimension; the mask is broadcast to x's shape.
+fn softmax_fwd<S: BackendStorage>(
+    x: &S,
+    xl: &Layout,
+    mask: Option<(&S, &Layout)>,
+) -> Result<(S, Shape)> {
+    let r = Rows::of(xl.shape())?;
+    let masked;
+    let (z, zl) = match mask {
+        Some((m, ml)) => {
+            masked = x.binary_impl::<Add>(m, xl, &ml.broadcast_as(r.shape.clone())?)?;
+            (&masked, &r.full)
+        }
+        None => (x, xl),
+    };
+    let max = z.reduce_op(ReduceOp::Max, zl, &[r.last])?;
+    let e = z
+        .binary_impl::<Sub>(&max, zl, &r.row_bcast)?
+        .unary_impl::<Exp>(&r.full)?;
+    let sum = e.reduce_op(ReduceOp::Sum, &r.full, &[r.last])?;
+    Ok((e.binary_impl::<Div>(&sum, &r.full, &r.row_bcast)?, r.shape))
+}
+
+/// (x - mean) / sqrt(var + eps) * scale + bias over the last dimension.
+fn layer_norm_fwd<S: BackendStorage>(
+    eps: f64,
+    (x, xl): (&S, &Layout),
+    (g, gl): (&S, &Layout),
+    (b, bl): (&S, &Layout),
+) -> Result<(S, Shape)> {
+    let r = Rows::of(xl.shape())?;
+    let inv_d = 1.0 / r.width() as f64;
+    let mean = x
+        .reduce_op(ReduceOp::Sum, xl, &[r.last])?
+        .affine(&r.row, inv_d, 0.0)?;
+    let xc = x.binary_impl::<Sub>(&mean, xl, &r.row_bcast)?;
+    let std = xc
+        .unary_impl::<Sqr>(&r.full)?
+        .reduce_op(ReduceOp::Sum, &r.full, &[r.last])?
+        .affine(&r.row, inv_d, eps)?
+        .unary_impl::<Sqrt>(&r.row)?;
+    let xn = xc.binary_impl::<Div>(&std, &r.full, &r.row_bcast)?;
+    drop(xc);
+    let y = xn.binary_impl::<Mul>(g, &r.full, &gl.broadcast_as(r.shape.clone())?)?;
+    drop(xn);
+    let y = y.binary_impl::<Add>(b, &r.full, &bl.broadcast_as(r.shape.clone())?)?;
+    Ok((y, r.shape))
+}
+
+/// dx = y (dy - Σ dy y), over the last dimension.
+fn softmax_grad(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let s = (dy * y)?.sum_keepdim(D::Minus1)?;
+    Ok(dy.broadcast_sub(&s)?.mul(y)?.detach())
+}
+
+struct Softmax;
+struct MaskedSoftmax;
+struct LayerNorm {
+    eps: f64,
+}
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "portable-softmax"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        softmax_fwd(s, l, None)
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        softmax_fwd(s, l, None)
+    }
+    fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(softmax_grad(y, dy)?))
+    }
+}
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "portable-masked-softmax"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        softmax_fwd(s1, l1, Some((s2, l2)))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        softmax_fwd(s1, l1, Some((s2, l2)))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // The mask is a constant: no gradient.
+        Ok((Some(softmax_grad(y, dy)?), None))
+    }
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "portable-layer-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        layer_norm_fwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        layer_norm_fwd(self.eps, (s1, l1), (s2, l2), (s3, l3))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Recomputes x̂ and 1/σ rather than keeping them from the forward pass.
+        let d = g.elem_count();
+        let rows = x.elem_count() / d;
+        let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let rstd = (xc.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
+            .sqrt()?
+            .recip()?;
+        let xhat = xc.broadcast_mul(&rstd)?;
+        drop(xc);
+        let dg = (dy * &xhat)?.reshape((rows, d))?.sum(0)?;
+        let db = dy.reshape((rows, d))?.sum(0)?;
+        let gy = dy.broadcast_mul(g)?;
+        let m1 = gy.mean_keepdim(D::Minus1)?;
+        let m2 = (&gy * &xhat)?.mean_keepdim(D::Minus1)?;
+        let dx = gy
+            .broadcast_sub(&m1)?
+            .sub(&xhat.broadcast_mul(&m2)?)?
+            .broadcast_mul(&rstd)?;
+        Ok((Some(dx.detach()), Some(dg.detach()), Some(db.detach())))
+    }
+}
+
+/// `f(x)`, keeping only `x` and the result for the backward pass, which runs `f` again on `x`
+/// and differentiates that (activation recomputation for one weightless function: whatever
+/// `f` computes on the way is freed as soon as the forward pass has its result). `f` must not
+/// read any tensor that needs a gradient other than its argument.
+pub fn recompute(
+    x: &Tensor,
+    f: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    let y = f(&x.detach())?;
+    x.apply_op2(&y, Recompute { f: Box::new(f) })
+}
+
+type TensorFn = Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
+
+struct Recompute {
+    f: TensorFn,
+}
+
+/// The op's value: a copy of its second argument (the result computed without a graph).
+fn copy_of<S>(s: &S, l: &Layout) -> Result<(S, Shape)>
+where
+    S: BackendStorage,
+    S::Device: BackendDevice<Storage = S>,
+{
+    // SAFETY: every element of `dst` is written by the strided copy below.
+    let mut dst = unsafe { s.device().alloc_uninit(l.shape(), s.dtype())? };
+    s.copy_strided_src(&mut dst, 0, l)?;
+    Ok((dst, l.shape().clone()))
+}
+
+impl CustomOp2 for Recompute {
+    fn name(&self) -> &'static str {
+        "recompute"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        copy_of(s2, l2)
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        copy_of(s2, l2)
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _value: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let xv = candle_core::Var::from_tensor(&x.detach())?;
+        let y = (self.f)(xv.as_tensor())?;
+        let grads = (y * dy.detach())?.sum_all()?.backward()?;
+        let dx = grads.get(xv.as_tensor()).ok_or_else(|| {
+            candle_core::Error::Msg("recompute: no gradient reached the input".into()).bt()
+        })?;
+        Ok((Some(dx.detach()), None))
+    }
+}
+
+/// softmax(x + mask) over the last dimension; `mask` (Tq, Tk) is added to every (Tq, Tk)
+/// slice of `x` (…, Tq, Tk) and gets no gradient.
+pub fn softmax(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    match mask {
+        Some(m) => x.apply_op2(&m.to_dtype(x.dtype())?.contiguous()?, MaskedSoftmax),
+        None => x.apply_op1(Softmax),
+    }
+}
+
+/// Layer norm over the last dimension of `x` with `scale` and `bias` of that width.
+pub fn layer_norm(x: &Tensor, scale: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&scale.contiguous()?, &bias.contiguous()?, LayerNorm { eps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        // A fixed, seed-dependent pattern: no RNG state shared between tests.
+        let n: usize = shape.iter().product();
+        let v: Vec<f64> = (0..n)
+            .map(|i| (((i as u64 + 1) * (seed * 2 + 1) * 2654435761) % 1000) as f64 / 250.0 - 2.0)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn composed_ln(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> Tensor {
+        let xc = x
+            .broadcast_sub(&x.mean_keepdim(D::Minus1).unwrap())
+            .unwrap();
+        let var = xc.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+        xc.broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+            .unwrap()
+            .broadcast_mul(g)
+            .unwrap()
+            .broadcast_add(b)
+            .unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    /// Forward and every gradient against candle's composed ops, in f64.
+    #[test]
+    fn layer_norm_matches_composed_ops() {
+        let x = Var::from_tensor(&randn(&[2, 3, 7], 1)).unwrap();
+        let g = Var::from_tensor(&(randn(&[7], 2) * 0.5).unwrap()).unwrap();
+        let b = Var::from_tensor(&randn(&[7], 3)).unwrap();
+        let w = randn(&[2, 3, 7], 4);
+        let ours = layer_norm(&x, &g, &b, 1e-5).unwrap();
+        let theirs = composed_ln(&x, &g, &b, 1e-5);
+        assert!(max_diff(&ours, &theirs) < 1e-12);
+        let go = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (theirs * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&x, &g, &b] {
+            let (a, c) = (go.get(v).unwrap(), gt.get(v).unwrap());
+            assert!(max_diff(a, c) < 1e-10, "{a} vs {c}");
+        }
+    }
+
+    #[test]
+    fn masked_softmax_matches_composed_ops() {
+        let x = Var::from_tensor(&randn(&[2, 3, 5, 5], 5)).unwrap();
+        let mask = crate::layers::mask_from(5, |i, j| j <= i, DType::F64, &Device::Cpu).unwrap();
+        let w = randn(&[2, 3, 5, 5], 6);
+        for m in [None, Some(&mask)] {
+            let ours = softmax(&x, m).unwrap();
+            let z = match m {
+                Some(m) => x.broadcast_add(m).unwrap(),
+                None => x.as_tensor().clone(),
+            };
+            let theirs = candle_nn::ops::softmax(&z, D::Minus1).unwrap();
+            assert!(max_diff(&ours, &theirs) < 1e-12);
+            let go = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let gt = (theirs * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            assert!(max_diff(go.get(&x).unwrap(), gt.get(&x).unwrap()) < 1e-12);
+        }
+    }
+}
