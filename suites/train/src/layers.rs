@@ -39,15 +39,27 @@ impl Precision {
 
 /// Matrix product of `x` (.., in) with `w` (in, out), in the compute precision, counted.
 pub fn matmul_2d(x: &Tensor, w: &Tensor, p: Precision) -> Result<Tensor> {
+    dense(x, w, None, p)
+}
+
+/// `x W (+ b)` in the compute precision, counted; product and bias as one op where the portable
+/// ops apply ([`fused::portable::linear`]).
+fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Precision) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let k = *dims.last().expect("rank >= 1");
     let rows: usize = dims[..dims.len() - 1].iter().product();
     let out = w.dim(1)?;
     macs::record(rows * k * out);
-    let y = p.cast(x)?.reshape((rows, k))?.matmul(&p.cast(w)?)?;
+    let (x2, w) = (p.cast(x)?.reshape((rows, k))?, p.cast(w)?);
     let mut shape = dims;
     *shape.last_mut().unwrap() = out;
-    y.reshape(shape)
+    match b {
+        Some(b) if fused::portable_applies(x) => {
+            fused::portable::linear(&x2, &w, &p.cast(b)?)?.reshape(shape)
+        }
+        Some(b) => x2.matmul(&w)?.reshape(shape)?.broadcast_add(&p.cast(b)?),
+        None => x2.matmul(&w)?.reshape(shape),
+    }
 }
 
 /// Dense layer `y = x W (+ b)`, W stored as (in, out) so no transpose is needed.
@@ -88,11 +100,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
-        let y = matmul_2d(x, &self.w, p)?;
-        match &self.b {
-            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?),
-            None => Ok(y),
-        }
+        dense(x, &self.w, self.b.as_ref(), p)
     }
 }
 

@@ -12,6 +12,12 @@ pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Resu
         let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
         return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
     }
+    if crate::fused::portable_applies(logits) {
+        let nll =
+            crate::fused::portable::row_nll(&logits.reshape((b * t, v))?, &targets.flatten_all()?)?;
+        let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
+        return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
+    }
     let logp = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
     let picked = logp
         .gather(&targets.reshape((b * t, 1))?, 1)?

@@ -128,22 +128,24 @@ fn run(case: &Case, dtype: DType, kernels: Kernels) -> (Tensor, Vec<Tensor>) {
     })
 }
 
-#[test]
-fn fused_block_matches_composed_block() {
+/// `kernels` against the composed block: output and all thirteen gradients, per dtype.
+fn agrees_with_composed(kernels: Kernels, tolerances: [(DType, f64); 2]) {
     for case in cases() {
-        // candle's composed GELU backward uses constants rounded to six digits, so in f64 the
-        // two differ by ~1e-7; the finite differences below check the fused block tightly.
-        for (dtype, tol) in [(DType::F64, 1e-5), (DType::F32, 2e-4)] {
-            let (yf, gf) = run(&case, dtype, Kernels::Fused);
+        for (dtype, tol) in tolerances {
+            let (yk, gk) = run(&case, dtype, kernels);
             let (yc, gc) = run(&case, dtype, Kernels::Composed);
-            let d = max_rel_diff(&yf, &yc);
-            assert!(d < tol, "{} {dtype:?}: output differs by {d}", case.name);
-            assert_eq!(gf.len(), 13);
-            for (i, (a, b)) in gf.iter().zip(&gc).enumerate() {
+            let d = max_rel_diff(&yk, &yc);
+            assert!(
+                d < tol,
+                "{} {kernels:?} {dtype:?}: output differs by {d}",
+                case.name
+            );
+            assert_eq!(gk.len(), 13);
+            for (i, (a, b)) in gk.iter().zip(&gc).enumerate() {
                 let d = max_rel_diff(a, b);
                 assert!(
                     d < tol,
-                    "{} {dtype:?}: gradient {i} (0 = input, then weights) differs by {d}",
+                    "{} {kernels:?} {dtype:?}: gradient {i} (0 = input, then weights) differs by {d}",
                     case.name
                 );
             }
@@ -151,27 +153,18 @@ fn fused_block_matches_composed_block() {
     }
 }
 
+#[test]
+fn fused_block_matches_composed_block() {
+    // candle's composed GELU backward uses constants rounded to six digits, so in f64 the
+    // two differ by ~1e-7; the finite differences below check the fused block tightly.
+    agrees_with_composed(Kernels::Fused, [(DType::F64, 1e-5), (DType::F32, 2e-4)]);
+}
+
 /// The portable ops (what CUDA runs: single-op layer norm and softmax, attention recomputed in
-/// the backward pass) give the composed block's output and every gradient, in f64 and f32.
+/// the backward pass) give the composed block's output and every gradient.
 #[test]
 fn portable_block_matches_composed_block() {
-    for case in cases() {
-        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-4)] {
-            let (yp, gp) = run(&case, dtype, Kernels::Portable);
-            let (yc, gc) = run(&case, dtype, Kernels::Composed);
-            let d = max_rel_diff(&yp, &yc);
-            assert!(d < tol, "{} {dtype:?}: output differs by {d}", case.name);
-            assert_eq!(gp.len(), gc.len());
-            for (i, (a, b)) in gp.iter().zip(&gc).enumerate() {
-                let d = max_rel_diff(a, b);
-                assert!(
-                    d < tol,
-                    "{} {dtype:?}: gradient {i} (0 = input, then weights) differs by {d}",
-                    case.name
-                );
-            }
-        }
-    }
+    agrees_with_composed(Kernels::Portable, [(DType::F64, 1e-10), (DType::F32, 2e-4)]);
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! Layer norm and (masked) softmax as single ops on any device, for where the fused CPU kernels
-//! do not run (CUDA).
+//! Layer norm, (masked) softmax, the biased dense layer and the token cross-entropy as single
+//! ops on any device, for where the fused CPU kernels do not run (CUDA).
 //!
 //! candle's composed ops leave every intermediate in the autograd graph until the backward pass:
-//! four more full-size tensors per softmax and five per layer norm, which on a GPU is much of a
-//! step's memory (the attention probabilities alone are (B, H, T, T) per layer). Here each
+//! four more full-size tensors per softmax, five per layer norm and the product before the bias
+//! of every dense layer, which on a GPU is much of a step's memory (the attention probabilities
+//! alone are (B, H, T, T) per layer). Here each
 //! forward pass is composed from candle's own storage kernels (the ones its tensor ops run, on
 //! the CPU and on CUDA) inside one op, so its temporaries are freed before it returns and the
 //! graph keeps only the input and the output. The backward pass is composed from tensor ops and
@@ -11,7 +12,7 @@
 //! tests (`--kernels portable`) as on the GPU.
 
 use candle_core::backend::{BackendDevice, BackendStorage};
-use candle_core::op::{Add, Div, Exp, Mul, ReduceOp, Sqr, Sqrt, Sub};
+use candle_core::op::{Add, Div, Exp, Log, Mul, ReduceOp, Sqr, Sqrt, Sub};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 /// The layouts of a row-wise op over the last dimension of `shape`: the contiguous full
@@ -95,6 +96,62 @@ fn layer_norm_fwd<S: BackendStorage>(
     Ok((y, r.shape))
 }
 
+/// x W + b for x (m, k), W (k, n), b (n): the product is made by the same storage call as
+/// `Tensor::matmul` on these layouts, and the bias added in place of a second kept tensor.
+fn linear_fwd<S: BackendStorage>(
+    (x, xl): (&S, &Layout),
+    (w, wl): (&S, &Layout),
+    (b, bl): (&S, &Layout),
+) -> Result<(S, Shape)> {
+    let (m, k) = xl.shape().dims2()?;
+    let (k2, n) = wl.shape().dims2()?;
+    if k != k2 || bl.shape().elem_count() != n {
+        candle_core::bail!(
+            "portable linear: shapes {:?} x {:?} + {:?} do not fit",
+            xl.shape(),
+            wl.shape(),
+            bl.shape()
+        );
+    }
+    let y = x.matmul(w, (1, m, n, k), xl, wl)?;
+    let shape = Shape::from((m, n));
+    let y = y.binary_impl::<Add>(
+        b,
+        &Layout::contiguous(shape.clone()),
+        &bl.broadcast_as(shape.clone())?,
+    )?;
+    Ok((y, shape))
+}
+
+/// Per-row negative log-likelihood of `targets` (N, 1) under the logits (N, V):
+/// logsumexp(row) − row[target], without keeping the log-probabilities.
+fn row_nll_fwd<S: BackendStorage>(
+    (x, xl): (&S, &Layout),
+    (t, tl): (&S, &Layout),
+) -> Result<(S, Shape)> {
+    let r = Rows::of(xl.shape())?;
+    let (n, _) = xl.shape().dims2()?;
+    if tl.shape().dims() != [n, 1] {
+        candle_core::bail!(
+            "portable cross-entropy: targets {:?} for logits {:?}",
+            tl.shape(),
+            xl.shape()
+        );
+    }
+    let max = x.reduce_op(ReduceOp::Max, xl, &[1])?;
+    let lse = x
+        .binary_impl::<Sub>(&max, xl, &r.row_bcast)?
+        .unary_impl::<Exp>(&r.full)?
+        .reduce_op(ReduceOp::Sum, &r.full, &[1])?
+        .unary_impl::<Log>(&r.row)?
+        .binary_impl::<Add>(&max, &r.row, &r.row)?;
+    let picked = x.gather(xl, t, tl, 1)?;
+    Ok((
+        lse.binary_impl::<Sub>(&picked, &r.row, &r.row)?,
+        r.row.shape().clone(),
+    ))
+}
+
 /// dx = y (dy - Σ dy y), over the last dimension.
 fn softmax_grad(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let s = (dy * y)?.sum_keepdim(D::Minus1)?;
@@ -103,6 +160,8 @@ fn softmax_grad(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
 
 struct Softmax;
 struct MaskedSoftmax;
+struct Linear;
+struct RowNll;
 struct LayerNorm {
     eps: f64,
 }
@@ -159,6 +218,89 @@ impl CustomOp2 for MaskedSoftmax {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // The mask is a constant: no gradient.
         Ok((Some(softmax_grad(y, dy)?), None))
+    }
+}
+
+impl CustomOp2 for RowNll {
+    fn name(&self) -> &'static str {
+        "portable-row-nll"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        row_nll_fwd((s1, l1), (s2, l2))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        row_nll_fwd((s1, l1), (s2, l2))
+    }
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        _nll: &Tensor,
+        dnll: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // (softmax − one-hot) × dnll, row by row. candle's fused softmax has no backward pass,
+        // which is of no matter here: nothing differentiates this one.
+        let p = candle_nn::ops::softmax_last_dim(&logits.detach())?;
+        let d = dnll.detach();
+        let g = p.broadcast_mul(&d)?;
+        drop(p);
+        let g = g.scatter_add(&targets.detach(), &d.neg()?, 1)?;
+        Ok((Some(g.detach()), None))
+    }
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "portable-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        linear_fwd((s1, l1), (s2, l2), (s3, l3))
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        linear_fwd((s1, l1), (s2, l2), (s3, l3))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = dy.matmul(&w.t()?)?;
+        let dw = x.t()?.matmul(dy)?;
+        let db = dy.sum(0)?;
+        Ok((Some(dx.detach()), Some(dw.detach()), Some(db.detach())))
     }
 }
 
@@ -299,6 +441,20 @@ pub fn softmax(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// Negative log-likelihood per row of `logits` (N, V) for `targets` (N) u32, as (N).
+pub fn row_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let n = targets.elem_count();
+    let t = targets.to_dtype(candle_core::DType::U32)?.reshape((n, 1))?;
+    logits.contiguous()?.apply_op2(&t, RowNll)?.reshape(n)
+}
+
+/// `x W + b` for `x` (m, k), `w` (k, n), `b` (n), all of one dtype; the graph keeps only the
+/// inputs and the result.
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, Linear)
+}
+
 /// Layer norm over the last dimension of `x` with `scale` and `bias` of that width.
 pub fn layer_norm(x: &Tensor, scale: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     x.contiguous()?
@@ -366,6 +522,54 @@ mod tests {
             let (a, c) = (go.get(v).unwrap(), gt.get(v).unwrap());
             assert!(max_diff(a, c) < 1e-10, "{a} vs {c}");
         }
+    }
+
+    #[test]
+    fn linear_matches_composed_ops() {
+        let x = Var::from_tensor(&randn(&[6, 5], 8)).unwrap();
+        let w = Var::from_tensor(&randn(&[5, 3], 9)).unwrap();
+        let b = Var::from_tensor(&randn(&[3], 10)).unwrap();
+        let r = randn(&[6, 3], 11);
+        let ours = linear(&x, &w, &b).unwrap();
+        let theirs = x.matmul(&w).unwrap().broadcast_add(&b).unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-12);
+        let go = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (theirs * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&x, &w, &b] {
+            assert!(max_diff(go.get(v).unwrap(), gt.get(v).unwrap()) < 1e-12);
+        }
+        let bad = linear(&x, &w.t().unwrap(), &b).unwrap_err().to_string();
+        assert!(bad.contains("do not fit"), "{bad}");
+    }
+
+    #[test]
+    fn row_nll_matches_composed_ops() {
+        let x = Var::from_tensor(&(randn(&[4, 9], 12) * 3.0).unwrap()).unwrap();
+        let t = Tensor::new(&[0u32, 8, 3, 3], &Device::Cpu).unwrap();
+        let r = randn(&[4], 13);
+        let ours = row_nll(&x, &t).unwrap();
+        let logp = candle_nn::ops::log_softmax(&x, D::Minus1).unwrap();
+        let theirs = logp
+            .gather(&t.reshape((4, 1)).unwrap(), 1)
+            .unwrap()
+            .reshape(4)
+            .unwrap()
+            .neg()
+            .unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-12);
+        let go = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gt = (theirs * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(max_diff(go.get(&x).unwrap(), gt.get(&x).unwrap()) < 1e-12);
     }
 
     #[test]
