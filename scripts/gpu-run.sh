@@ -57,9 +57,10 @@ step() { # name, args...
 }
 
 say "smoke test"
-# The default kernels on CUDA are the portable ops (device-generic layer norm and softmax,
-# attention recomputed in the backward pass), first run on a GPU here: should they fail, the
-# rest of the run falls back to candle's composed ops (KERNELS), and the log says so.
+# The default kernels on CUDA are the portable ops (device-generic layer norm, softmax, dense
+# layers and cross-entropy, attention recomputed in the backward pass), first run on a GPU here:
+# should they fail, the rest of the run falls back to candle's composed ops (KERNELS), and the
+# log says so.
 KERNELS="${KERNELS:-fused}"
 if ! step smoke --device cuda:0 --model Ti/16 --res 112 --batch 8 --warmup 0 --steps 1 --kernels "$KERNELS"; then
   echo "smoke test with --kernels $KERNELS failed: falling back to --kernels composed"

@@ -61,8 +61,9 @@ pub struct StepArgs {
     pub ew_threads: usize,
     /// fused: ovbench's CPU kernels with their own backward passes (each transformer block as
     /// one op; layer norm, softmax, GELU, head + cross-entropy), and on CUDA the portable ops;
-    /// composed: candle's ops only; portable: layer norm and softmax as device-generic single
-    /// ops that keep only their input and output, candle's ops for the rest (what fused runs on
+    /// composed: candle's ops only; portable: layer norm, softmax, biased dense layers and the
+    /// token cross-entropy as device-generic single ops that keep only their inputs and output,
+    /// attention recomputed in the backward pass, candle's ops for the rest (what fused runs on
     /// CUDA; selectable on the CPU to test and measure it there)
     #[arg(long, default_value = "fused")]
     pub kernels: ovbench_train::fused::Kernels,

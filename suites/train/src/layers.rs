@@ -1,8 +1,8 @@
 //! Transformer building blocks, written from composed candle ops that all carry gradients
 //! (candle 0.11's fused `layer_norm` and `softmax_last_dim` silently drop them). On the CPU in
 //! f32 and f64 a whole [`Block`] runs as one fused op instead ([`fused::block`]), with the same
-//! weights and the same result to rounding; elsewhere layer norm and softmax run as
-//! device-generic single ops ([`fused::portable`]) unless `--kernels composed`.
+//! weights and the same result to rounding; elsewhere layer norm, softmax and biased dense
+//! layers run as device-generic single ops ([`fused::portable`]) unless `--kernels composed`.
 
 use crate::config::{StackDims, LN_EPS};
 use crate::fused;

@@ -484,9 +484,10 @@ fn run_recipe(
             && (cfg.device != DeviceArg::Cpu || cfg.dtype != DTypeArg::F32))
     {
         notes.push(
-            "portable ops where the fused CPU kernels do not apply: layer norm and softmax as \
-             single device-generic ops, attention scores and probabilities recomputed in the \
-             backward pass; GELU, cross-entropy and the rest are candle's composed ops"
+            "portable ops where the fused CPU kernels do not apply: layer norm, softmax, biased \
+             dense layers and the token cross-entropy as single device-generic ops, attention \
+             scores and probabilities recomputed in the backward pass; GELU and the rest are \
+             candle's composed ops"
                 .into(),
         );
     }

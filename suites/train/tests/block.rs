@@ -160,7 +160,7 @@ fn fused_block_matches_composed_block() {
     agrees_with_composed(Kernels::Fused, [(DType::F64, 1e-5), (DType::F32, 2e-4)]);
 }
 
-/// The portable ops (what CUDA runs: single-op layer norm and softmax, attention recomputed in
+/// The portable ops (what CUDA runs: single-op layer norm, softmax and dense layers, attention recomputed in
 /// the backward pass) give the composed block's output and every gradient.
 #[test]
 fn portable_block_matches_composed_block() {

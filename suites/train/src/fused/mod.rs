@@ -13,9 +13,9 @@
 //!
 //! Which kernels run is a per-thread setting ([`with_kernels`]), fused by default, so that the
 //! model code stays the same and a step can be replayed with candle's composed ops to compare.
-//! Fused kernels cover f32 and f64 on the CPU. Elsewhere (CUDA) layer norm and softmax run as
-//! device-generic single ops ([`portable`]) and the rest takes candle's composed ops (no CUDA
-//! kernels of ovbench's own for them yet).
+//! Fused kernels cover f32 and f64 on the CPU. Elsewhere (CUDA) layer norm, softmax, dense
+//! layers and the token cross-entropy run as device-generic single ops ([`portable`]) and the
+//! rest takes candle's composed ops (no CUDA kernels of ovbench's own for them yet).
 //!
 //! Work is split over rows (or columns, or attention heads) with rayon in fixed-size chunks
 //! whose partial sums are added in chunk order, so results do not depend on thread scheduling.
@@ -45,7 +45,8 @@ pub enum Kernels {
     Fused,
     /// candle's composed ops everywhere.
     Composed,
-    /// Device-generic single-op layer norm and softmax ([`portable`]), composed ops for the
+    /// Device-generic single ops ([`portable`]) for layer norm, softmax, dense layers and the
+    /// token cross-entropy, attention recomputed in the backward pass, composed ops for the
     /// rest: what `fused` runs on CUDA, selectable on the CPU to test and measure it there.
     Portable,
 }
@@ -95,7 +96,7 @@ pub fn applies(t: &Tensor) -> bool {
         && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// Whether the device-generic layer norm and softmax ([`portable`]) apply to `t`: always with
+/// Whether the device-generic single ops ([`portable`]) apply to `t`: always with
 /// `portable`, and with `fused` wherever the fused CPU kernels do not (CUDA, other dtypes).
 pub fn portable_applies(t: &Tensor) -> bool {
     match kernels() {
