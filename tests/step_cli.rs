@@ -13,6 +13,19 @@ fn ovbench(args: &[&str], out: &std::path::Path) -> std::process::Output {
         .expect("runs")
 }
 
+/// Runs `ovbench step` with `args` into a fresh folder and returns its record.
+fn record_of(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.json");
+    let out = ovbench(args, &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
 #[test]
 fn bad_arguments_give_one_line_errors_and_no_record() {
     let cases: &[(&[&str], &str)] = &[
@@ -127,33 +140,21 @@ fn a_tiny_run_writes_a_complete_record() {
 #[test]
 fn allocator_peak_is_deterministic_across_runs() {
     let peaks = || -> Vec<u64> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.json");
-        let out = ovbench(
-            &[
-                "--res",
-                "32",
-                "--batch",
-                "2",
-                "--steps",
-                "1",
-                "--warmup",
-                "1",
-                "--recipe",
-                "ov2",
-                "-q",
-                "--threads",
-                "1",
-            ],
-            &path,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let rec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let rec = record_of(&[
+            "--res",
+            "32",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--recipe",
+            "ov2",
+            "-q",
+            "--threads",
+            "1",
+        ]);
         rec["runs"]
             .as_array()
             .unwrap()
@@ -170,9 +171,7 @@ fn allocator_peak_is_deterministic_across_runs() {
 #[test]
 fn portable_kernels_keep_losses_and_lower_the_peak() {
     let run = |kernels: &str| -> Vec<(f64, u64)> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.json");
-        let args = [
+        let rec = record_of(&[
             "--res",
             "64",
             "--batch",
@@ -184,15 +183,7 @@ fn portable_kernels_keep_losses_and_lower_the_peak() {
             "-q",
             "--kernels",
             kernels,
-        ];
-        let out = ovbench(&args, &path);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let rec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        ]);
         assert_eq!(rec["config"]["kernels"], kernels);
         rec["runs"]
             .as_array()

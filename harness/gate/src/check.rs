@@ -285,6 +285,17 @@ fn unknown_schema(schema: &str) -> Vec<Finding> {
     }]
 }
 
+/// The command line at `path`, needed to repeat the run.
+fn check_command_line(c: &mut Ctx, path: &str) {
+    match c.get(path).and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => {}
+        _ => c.err(format!(
+            "{} missing or empty: the run cannot be repeated",
+            path.replace('/', ".")
+        )),
+    }
+}
+
 /// The source revision and clean-tree flag under `prefix` (`provenance/git` in records
 /// written by the binary, `git` in the PyTorch comparison's).
 fn check_git(c: &mut Ctx, prefix: &str, opts: &CheckOptions) {
@@ -311,10 +322,7 @@ fn check_git(c: &mut Ctx, prefix: &str, opts: &CheckOptions) {
 /// the two sides were shown to compute the same function first.
 fn check_torch_cpu(c: &mut Ctx, opts: &CheckOptions) {
     c.nonempty_str("created_utc", "creation time");
-    match c.get("command_line").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() => {}
-        _ => c.err("command_line missing or empty: the run cannot be repeated"),
-    }
+    check_command_line(c, "command_line");
     check_git(c, "git", opts);
     c.nonempty_str("host/cpu_model", "CPU model");
     c.positive("threads", "thread count");
@@ -358,10 +366,7 @@ fn check_provenance(c: &mut Ctx, kind: &str, opts: &CheckOptions) {
         return;
     }
     c.nonempty_str("provenance/created_utc", "creation time");
-    match c.get("provenance/command_line").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() => {}
-        _ => c.err("provenance.command_line missing or empty: the run cannot be repeated"),
-    }
+    check_command_line(c, "provenance/command_line");
     check_git(c, "provenance/git", opts);
     c.nonempty_str("provenance/host/cpu_model", "CPU model");
     c.positive("provenance/host/logical_cpus", "CPU count");

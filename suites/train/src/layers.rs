@@ -175,7 +175,7 @@ impl Attention {
         let h = self.heads;
         macs::record(2 * b * h * t * t * (d / h));
         let qkv = self.qkv.forward(x, p)?;
-        let y = if fused::kernels() != fused::Kernels::Composed && !fused::applies(&qkv) {
+        let y = if fused::portable_applies(&qkv) {
             // Where the fused CPU kernels do not run (CUDA): the (B, H, T, T) scores and
             // probabilities are recomputed in the backward pass instead of kept.
             let mask = mask.cloned();

@@ -7,18 +7,19 @@ use candle_core::{Result, Tensor, D};
 /// `logits`: (B, T, V); `targets`: (B, T) u32; `weights`: (B, T) f32.
 pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
-    if crate::fused::applies(logits) {
-        let nll = crate::fused::row_nll(&logits.reshape((b * t, v))?, &targets.flatten_all()?)?;
+    let (rows, ids) = (logits.reshape((b * t, v))?, targets.flatten_all()?);
+    let nll = if crate::fused::applies(logits) {
+        Some(crate::fused::row_nll(&rows, &ids)?)
+    } else if crate::fused::portable_applies(logits) {
+        Some(crate::fused::portable::row_nll(&rows, &ids)?)
+    } else {
+        None
+    };
+    if let Some(nll) = nll {
         let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
         return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
     }
-    if crate::fused::portable_applies(logits) {
-        let nll =
-            crate::fused::portable::row_nll(&logits.reshape((b * t, v))?, &targets.flatten_all()?)?;
-        let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
-        return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
-    }
-    let logp = candle_nn::ops::log_softmax(&logits.reshape((b * t, v))?, D::Minus1)?;
+    let logp = candle_nn::ops::log_softmax(&rows, D::Minus1)?;
     let picked = logp
         .gather(&targets.reshape((b * t, 1))?, 1)?
         .reshape((b, t))?;

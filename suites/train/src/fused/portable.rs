@@ -4,10 +4,9 @@
 //! candle's composed ops leave every intermediate in the autograd graph until the backward pass:
 //! four more full-size tensors per softmax, five per layer norm and the product before the bias
 //! of every dense layer, which on a GPU is much of a step's memory (the attention probabilities
-//! alone are (B, H, T, T) per layer). Here each
-//! forward pass is composed from candle's own storage kernels (the ones its tensor ops run, on
-//! the CPU and on CUDA) inside one op, so its temporaries are freed before it returns and the
-//! graph keeps only the input and the output. The backward pass is composed from tensor ops and
+//! alone are (B, H, T, T) per layer). Here each forward pass is composed from candle's own
+//! storage kernels (the ones its tensor ops run, on the CPU and on CUDA) inside one op, so its
+//! temporaries are freed before it returns and the graph keeps only the inputs and the output. The backward pass is composed from tensor ops and
 //! recomputes what it needs. Being generic over the storage, the same code runs in the CPU
 //! tests (`--kernels portable`) as on the GPU.
 
@@ -47,6 +46,15 @@ impl Rows {
     }
 }
 
+/// The row maxima of `z` and exp(z − max), the shared start of softmax and log-sum-exp.
+fn shifted_exp<S: BackendStorage>(z: &S, zl: &Layout, r: &Rows) -> Result<(S, S)> {
+    let max = z.reduce_op(ReduceOp::Max, zl, &[r.last])?;
+    let e = z
+        .binary_impl::<Sub>(&max, zl, &r.row_bcast)?
+        .unary_impl::<Exp>(&r.full)?;
+    Ok((max, e))
+}
+
 /// softmax(x + mask) over the last dimension; the mask is broadcast to x's shape.
 fn softmax_fwd<S: BackendStorage>(
     x: &S,
@@ -62,10 +70,7 @@ fn softmax_fwd<S: BackendStorage>(
         }
         None => (x, xl),
     };
-    let max = z.reduce_op(ReduceOp::Max, zl, &[r.last])?;
-    let e = z
-        .binary_impl::<Sub>(&max, zl, &r.row_bcast)?
-        .unary_impl::<Exp>(&r.full)?;
+    let (_, e) = shifted_exp(z, zl, &r)?;
     let sum = e.reduce_op(ReduceOp::Sum, &r.full, &[r.last])?;
     Ok((e.binary_impl::<Div>(&sum, &r.full, &r.row_bcast)?, r.shape))
 }
@@ -138,13 +143,12 @@ fn row_nll_fwd<S: BackendStorage>(
             xl.shape()
         );
     }
-    let max = x.reduce_op(ReduceOp::Max, xl, &[1])?;
-    let lse = x
-        .binary_impl::<Sub>(&max, xl, &r.row_bcast)?
-        .unary_impl::<Exp>(&r.full)?
+    let (max, e) = shifted_exp(x, xl, &r)?;
+    let lse = e
         .reduce_op(ReduceOp::Sum, &r.full, &[1])?
         .unary_impl::<Log>(&r.row)?
         .binary_impl::<Add>(&max, &r.row, &r.row)?;
+    drop(e);
     let picked = x.gather(xl, t, tl, 1)?;
     Ok((
         lse.binary_impl::<Sub>(&picked, &r.row, &r.row)?,
