@@ -92,7 +92,18 @@ fn eval_writes_a_record_and_predictions_that_score_accepts() {
         fx.path(),
     ));
     let (rec, preds) = record(&out, &fx);
-    assert_eq!(rec["schema"], "ovbench.eval/1");
+    assert_eq!(rec["schema"], "ovbench.eval/2");
+    // The envelope: what gate, compare and check read.
+    let names: Vec<&str> = rec["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    for m in ["score", "score/toolkit", "tokens/new", "tokens/prompt"] {
+        assert!(names.contains(&m), "{names:?}");
+    }
+    assert_eq!(rec["workload"]["task"], "ocrbench");
     assert_eq!(rec["counts"]["computed"], 6);
     for k in ["image_encoding", "prefill", "decode", "total"] {
         assert!(rec["timing_s"][k].as_f64().unwrap() > 0.0, "{k}");

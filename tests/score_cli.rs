@@ -107,7 +107,15 @@ fn scores_textvqa_and_writes_record_and_items() {
     assert!(stdout.contains("95 % CI"), "{stdout}");
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(only_file(&out, ".json")).unwrap()).unwrap();
-    assert_eq!(rec["schema"], "ovbench.score/1");
+    assert_eq!(rec["schema"], "ovbench.score/2");
+    assert_eq!(rec["workload"]["task"], "textvqa");
+    let score = rec["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "score/toolkit")
+        .unwrap();
+    assert_eq!(score["value"], 0.65);
     assert_eq!(rec["compat"], "lmms-eval");
     assert_eq!(rec["scorer_version"], "ovbench-score/1");
     assert_eq!(rec["report"]["toolkit"]["value"], 0.65);
@@ -385,10 +393,10 @@ fn paired_mode_reports_difference_and_equivalence() {
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(only_file(&out, ".json")).unwrap()).unwrap();
     assert_eq!(rec["mode"], "paired");
-    assert_eq!(rec["paired"]["stats"]["n"], 200);
-    assert_eq!(rec["paired"]["stats"]["diff"], 0.0);
-    assert_eq!(rec["paired"]["stats"]["b_better"], 2);
-    assert_eq!(rec["paired"]["stats"]["equivalence"]["equivalent"], true);
+    assert_eq!(rec["paired"]["n"], 200);
+    assert_eq!(rec["paired"]["diff"], 0.0);
+    assert_eq!(rec["paired"]["b_better"], 2);
+    assert_eq!(rec["paired"]["equivalence"]["equivalent"], true);
     assert_eq!(rec["inputs"].as_array().unwrap().len(), 3);
     // A 1-point margin cannot be met with 200 questions and this much disagreement.
     let o = ovbench(

@@ -109,7 +109,7 @@ fn a_tiny_run_writes_a_complete_record() {
         "{table}"
     );
     let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(rec["schema"], "ovbench.step/1");
+    assert_eq!(rec["schema"], "ovbench.step/2");
     assert_eq!(rec["config"]["seed"], 3);
     assert_eq!(rec["config"]["warmup"], 1);
     for key in ["git", "host", "build", "command_line", "created_utc"] {

@@ -6,9 +6,13 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Checks every *.json below the folder: schema version, provenance (commit, clean \
-tree, host, build), and for step records: warm-up excluded (warmup >= 1, no sample from a warm-up \
-step), enough measured steps, seed recorded, per-step samples kept.\n\
+    after_help = "Checks every *.json below the folder with the validator every reader uses: a schema \
+this version reads (older layouts through the legacy reader), finite metrics of sane magnitude, \
+provenance (commit, clean tree, command line, host, build), conditions that must hold (e.g. two \
+engines computed the same function), and for timed metrics: a warm-up before the samples and at \
+least --min-steps samples. Folders named `archive` are listed as skipped (check them directly to \
+judge them); symbolic links inside the folder are not followed; names that are not regular files \
+are errors.\n\
 Exit codes: 0 all records pass, 1 a record has a problem (or none was found), 2 the folder cannot be read."
 )]
 pub struct CheckArgs {
@@ -18,7 +22,7 @@ pub struct CheckArgs {
     /// Accept records made from a tree with uncommitted changes
     #[arg(long)]
     pub allow_dirty: bool,
-    /// Fewest measured steps per recipe
+    /// Fewest samples of a timed metric
     #[arg(long, default_value_t = 5)]
     pub min_steps: usize,
 }

@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use ovbench_eval::openclip::TowerOptions;
 use ovbench_eval::prompt::{Conv, PromptStyle};
 use ovbench_eval::EvalOptions;
-use ovbench_harness::{record, table, Record};
+use ovbench_harness::{record, table};
 use ovbench_score::{Compat, Task};
 use ovbench_train::vit_pretrained::Gelu;
 use std::path::PathBuf;
@@ -183,7 +183,6 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let out = ovbench_eval::run(&opts)?;
     let b = &out.body;
     let r = &out.report;
-    let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
     let mut rows = vec![vec!["".to_string(), "value".to_string()]];
     rows.push(vec![
         format!("{} ({})", r.toolkit.metric, r.toolkit.scale),
@@ -208,52 +207,39 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         "computed / from cache".into(),
         format!("{} / {}", out.computed, out.cached),
     ]);
-    let t = &b["timing_s"];
+    let t = &b.timing_s;
     rows.push(vec![
         "time: image encoding / prefill / decode (s)".into(),
         format!(
             "{:.3} / {:.3} / {:.3}",
-            f(&t["image_encoding"]),
-            f(&t["prefill"]),
-            f(&t["decode"])
+            t.image_encoding, t.prefill, t.decode
         ),
     ]);
     rows.push(vec![
         "time: total / model load / hashing (s)".into(),
         format!(
             "{:.3} / {:.3} / {:.3}",
-            f(&t["total"]),
-            f(&t["load_models"]),
-            f(&t["hash_files"])
+            t.total, t.load_models, t.hash_files
         ),
     ]);
-    let th = &b["throughput"];
+    let th = &b.throughput;
     rows.push(vec![
         "decode tokens / s (new tokens)".into(),
-        format!(
-            "{:.1} ({})",
-            f(&th["decode_tokens_per_s"]),
-            th["new_tokens"]
-        ),
+        format!("{:.1} ({})", th.decode_tokens_per_s, th.new_tokens),
     ]);
     rows.push(vec![
         "prefill tokens / s".into(),
-        format!("{:.1}", f(&th["prefill_tokens_per_s"])),
+        format!("{:.1}", th.prefill_tokens_per_s),
     ]);
-    let m = &b["memory"];
     rows.push(vec![
         "peak host memory (allocator, over start)".into(),
         format!(
             "{:.1} MiB",
-            f(&m["peak_bytes_over_start"]) / (1024.0 * 1024.0)
+            b.memory.peak_bytes_over_start as f64 / (1024.0 * 1024.0)
         ),
     ]);
     println!("{}", table::render(rows));
-    Record::new("eval", 1, crate::cmd::provenance(), &out.body).write(&json_path)?;
-    println!(
-        "record:      {}\npredictions: {}",
-        json_path.display(),
-        predictions.display()
-    );
+    println!("predictions: {}", predictions.display());
+    super::write_record(&json_path, out.body)?;
     Ok(ExitCode::SUCCESS)
 }

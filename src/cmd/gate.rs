@@ -4,6 +4,8 @@ use anyhow::Context;
 use ovbench_gate::config::{GateConfig, Only};
 use ovbench_gate::output;
 use ovbench_gate::{confirm, gate, GateReport, LoadedRecord};
+use ovbench_harness::io::OutputSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -39,7 +41,7 @@ pub struct GateArgs {
     /// Deterministic metrics: allowed relative change, e.g. 0.001 (overrides the config default)
     #[arg(long)]
     pub tolerance: Option<f64>,
-    /// A configuration key allowed to differ (model, resolution, batch, keep_ratio, dtype, device); repeatable
+    /// A workload key allowed to differ (model, resolution, batch, kernels, ...); repeatable
     #[arg(long = "accept-diff", value_name = "KEY")]
     pub accept_diff: Vec<String>,
     /// Fail (exit 1) on inconclusive timed metrics too
@@ -60,18 +62,17 @@ pub struct GateArgs {
     /// Command that writes a fresh current record to {out}, run once to confirm a timed regression
     #[arg(long, value_name = "CMD")]
     pub rerun_cmd: Option<String>,
+    /// Longest the rerun command may take, in seconds; it is killed after that
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub rerun_timeout: u64,
     /// Print nothing but errors
     #[arg(long, short)]
     pub quiet: bool,
 }
 
-fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    ovbench_harness::write_atomic(path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 fn rerun(
     cmd: &str,
+    timeout: std::time::Duration,
     baseline: &LoadedRecord,
     cfg: &GateConfig,
     accept: &[String],
@@ -80,19 +81,36 @@ fn rerun(
     let out = dir.path().join("rerun.json");
     let line = cmd.replace("{out}", &out.display().to_string());
     eprintln!("confirming rerun: {line}");
-    let status = std::process::Command::new("sh")
+    let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(&line)
         .env("OVBENCH_RERUN_OUT", &out)
         .stdout(std::process::Stdio::null())
-        .status()
+        .process_group(0)
+        .spawn()
         .with_context(|| format!("starting the rerun command `{line}`"))?;
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().context("waiting for the rerun command")? {
+            break s;
+        }
+        if started.elapsed() > timeout {
+            // The whole process group: sh and whatever it started.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            anyhow::bail!(
+                "the rerun command `{line}` ran past --rerun-timeout {} s and was killed",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     anyhow::ensure!(
         status.success(),
         "the rerun command `{line}` failed ({status})"
     );
-    let rec =
-        LoadedRecord::load(&out).context("the rerun command did not write a record to {out}")?;
+    let rec = LoadedRecord::load(&out)
+        .context("the rerun command did not write a usable record to {out}")?;
     Ok(gate(baseline, &rec, cfg, accept)?)
 }
 
@@ -113,12 +131,30 @@ pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     cfg.defaults.fail_on_inconclusive |= args.fail_on_inconclusive;
     cfg.validate("command line (--threshold / --tolerance)")?;
 
+    anyhow::ensure!(
+        args.rerun_timeout > 0,
+        "--rerun-timeout must be at least 1 second"
+    );
+    let outputs: Vec<&Path> = [
+        &args.markdown,
+        &args.gab_smaller,
+        &args.gab_bigger,
+        &args.json,
+    ]
+    .into_iter()
+    .flatten()
+    .map(PathBuf::as_path)
+    .collect();
+    for p in &outputs {
+        ovbench_harness::io::check_writable(p)?;
+    }
     let baseline = LoadedRecord::load(&args.baseline)?;
     let current = LoadedRecord::load(&args.current)?;
     let mut report = gate(&baseline, &current, &cfg, &args.accept_diff)?;
     if let Some(cmd) = &args.rerun_cmd {
         if report.needs_confirmation() {
-            let second = rerun(cmd, &baseline, &cfg, &args.accept_diff)?;
+            let timeout = std::time::Duration::from_secs(args.rerun_timeout);
+            let second = rerun(cmd, timeout, &baseline, &cfg, &args.accept_diff)?;
             report = confirm(report, &second);
         }
     }
@@ -126,18 +162,21 @@ pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     if !args.quiet {
         print!("{}", output::terminal(&report));
     }
+    // Every output or none.
+    let mut set = OutputSet::default();
     if let Some(p) = &args.markdown {
-        write(p, &output::markdown(&report))?;
+        set.add(p, output::markdown(&report).into_bytes());
     }
     for (path, bigger) in [(&args.gab_smaller, false), (&args.gab_bigger, true)] {
         if let Some(p) = path {
             let entries = output::github_action_benchmark(&report, bigger);
-            write(p, &serde_json::to_string_pretty(&entries)?)?;
+            set.add(p, serde_json::to_vec_pretty(&entries)?);
         }
     }
     if let Some(p) = &args.json {
-        write(p, &serde_json::to_string_pretty(&report)?)?;
+        set.add(p, serde_json::to_vec_pretty(&report)?);
     }
+    set.commit().context("writing the gate's outputs")?;
     let outcome = report.outcome();
     if outcome == ovbench_gate::Outcome::Unusable {
         eprintln!("error: unusable comparison: a baseline metric is missing from the current record, or nothing was compared");

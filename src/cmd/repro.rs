@@ -1,6 +1,7 @@
 //! `ovbench repro`: the paper's efficiency claims, one by one, with verdicts.
 
 use anyhow::Context;
+use ovbench_harness::io::OutputSet;
 use ovbench_harness::{record, table, Record};
 use ovbench_train::device::{DTypeArg, DeviceArg};
 use ovbench_train::recipe::{Recipe, Remat};
@@ -8,9 +9,6 @@ use ovbench_train::repro::{self, Preset, ReproConfig};
 use ovbench_train::step::Progress;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Schema version of the repro record body.
-pub const REPRO_SCHEMA_VERSION: u32 = 2;
 
 #[derive(clap::Args, Debug)]
 #[command(
@@ -99,6 +97,11 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
     if args.steps == 0 {
         anyhow::bail!("--steps must be at least 1");
     }
+    let json = (!args.no_record).then(|| record::default_path(&args.out, "repro"));
+    if let Some(p) = &json {
+        ovbench_harness::io::check_writable(p)
+            .context("--out: the record could not be written there")?;
+    }
     super::step::apply_threads(cfg.threads, cfg.ew_threads);
     ovbench_harness::alloc::retain_freed_memory();
     let report = repro::run(&cfg, &mut Dots(args.quiet))?;
@@ -107,13 +110,14 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
     }
     let md = repro::to_markdown(&report);
     println!("{md}");
-    if !args.no_record {
-        let json = record::default_path(&args.out, "repro");
-        Record::new("repro", REPRO_SCHEMA_VERSION, super::provenance(), &report)
-            .write(&json)
-            .context("writing the repro record")?;
+    if let Some(json) = json {
+        // The record and its markdown, both or neither.
         let md_path = json.with_extension("md");
-        record::write_atomic(&md_path, md.as_bytes()).context("writing the markdown report")?;
+        let mut set = OutputSet::default();
+        set.add(&md_path, md.into_bytes());
+        set.add(&json, Record::new(super::provenance(), report).to_json());
+        set.commit()
+            .context("writing the repro record and its report")?;
         println!("record: {}\nreport: {}", json.display(), md_path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -2,10 +2,11 @@
 //! toolkit does, with uncertainty, and compare two prediction sets (`--paired`).
 
 use anyhow::{bail, Context};
+use ovbench_harness::io::OutputSet;
 use ovbench_harness::{record, table, Record};
 use ovbench_score::readers::{self, ReadOptions};
+use ovbench_score::record::{InputFile, ScoreRecord, ScoreTiming};
 use ovbench_score::{Compat, MatchPolicy, Report, Task};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -79,20 +80,13 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         print_report("A", &pair[0], a);
         print_report("B", &pair[1], b);
         print_paired(&paired);
-        ovbench_harness::write_atomic(&csv_path, ovbench_score::paired_items_csv(a, b).as_bytes())
-            .with_context(|| format!("writing {}", csv_path.display()))?;
-        let body = json!({
-            "mode": "paired",
-            "task": task.name(),
-            "compat": compat.label(),
-            "scorer_version": ovbench_score::SCORER_VERSION,
-            "inputs": inputs,
-            "a": a,
-            "b": b,
-            "paired": paired,
-            "items_csv": csv_path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        });
-        Record::new("score", 1, crate::cmd::provenance(), body).write(&json_path)?;
+        let rec = ScoreRecord::paired(a, b, &paired, inputs, file_name(&csv_path));
+        write_outputs(
+            &json_path,
+            &csv_path,
+            ovbench_score::paired_items_csv(a, b),
+            rec,
+        )?;
         println!(
             "record: {}\nitems:  {}",
             json_path.display(),
@@ -119,20 +113,16 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         1e3 * read_s,
         1e3 * score_s
     );
-    ovbench_harness::write_atomic(&csv_path, report.items_csv().as_bytes())
-        .with_context(|| format!("writing {}", csv_path.display()))?;
-    let body = json!({
-        "mode": "single",
-        "task": task.name(),
-        "compat": compat.label(),
-        "scorer_version": ovbench_score::SCORER_VERSION,
-        "inputs": inputs,
-        "report": &report,
-        "timing_s": {"read": read_s, "score": score_s},
-        "warnings": report.warnings.iter().take(200).collect::<Vec<_>>(),
-        "items_csv": csv_path.file_name().map(|n| n.to_string_lossy().into_owned()),
-    });
-    Record::new("score", 1, crate::cmd::provenance(), body).write(&json_path)?;
+    let rec = ScoreRecord::single(
+        &report,
+        inputs,
+        ScoreTiming {
+            read: read_s,
+            score: score_s,
+        },
+        file_name(&csv_path),
+    );
+    write_outputs(&json_path, &csv_path, report.items_csv(), rec)?;
     println!(
         "record: {}\nitems:  {}",
         json_path.display(),
@@ -144,18 +134,34 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn annotation_entries(ann: &ovbench_score::Annotations) -> anyhow::Result<Vec<serde_json::Value>> {
+fn annotation_entries(ann: &ovbench_score::Annotations) -> anyhow::Result<Vec<InputFile>> {
     ann.files
         .iter()
         .map(|f| input_entry("annotations", f, ann.format))
         .collect()
 }
 
-fn input_entry(role: &str, path: &Path, format: &str) -> anyhow::Result<serde_json::Value> {
-    let sha256 = record::sha256_file(path)?;
-    Ok(
-        json!({"role": role, "path": path.display().to_string(), "format": format, "sha256": sha256}),
-    )
+fn input_entry(role: &str, path: &Path, format: &str) -> anyhow::Result<InputFile> {
+    Ok(InputFile {
+        role: role.into(),
+        path: path.display().to_string(),
+        format: format.into(),
+        sha256: record::sha256_file(path)?,
+    })
+}
+
+fn file_name(p: &Path) -> Option<String> {
+    p.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// The items CSV and the record, both or neither: a CSV without its record looks like a result.
+fn write_outputs(json: &Path, csv: &Path, items: String, rec: ScoreRecord) -> anyhow::Result<()> {
+    let rec = Record::new(crate::cmd::provenance(), rec);
+    let mut set = OutputSet::default();
+    set.add(csv, items.into_bytes());
+    set.add(json, rec.to_json());
+    set.commit()?;
+    Ok(())
 }
 
 fn pct(x: f64) -> String {

@@ -2,7 +2,6 @@
 
 use anyhow::Context;
 use ovbench_harness::table::{self, bytes, seconds};
-use ovbench_harness::Record;
 use ovbench_train::device::{DTypeArg, DeviceArg};
 use ovbench_train::step::{self, Progress, RecipeRun, StepConfig, StepRecord};
 use ovbench_train::{ModelName, PrefixAttention, Recipe};
@@ -192,22 +191,21 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Where the record goes is settled, and proven writable, before the run: a long run's
+    // measurements must not be lost to an unwritable --out at the end.
+    let path = (!args.no_record).then(|| super::record_path(&args.out, "step"));
+    if let Some(p) = &path {
+        ovbench_harness::io::check_writable(p)
+            .with_context(|| "--out: the record could not be written there")?;
+    }
     let mut progress = Lines {
         quiet: args.quiet,
         total: 0,
     };
     let rec = step::run(&cfg, &mut progress)?;
     println!("{}", render(&rec));
-    if !args.no_record {
-        let path = if args.out.extension().is_some_and(|e| e == "json") {
-            args.out.clone()
-        } else {
-            ovbench_harness::record::default_path(&args.out, "step")
-        };
-        Record::new("step", step::STEP_SCHEMA_VERSION, super::provenance(), &rec)
-            .write(&path)
-            .with_context(|| "writing the step record")?;
-        println!("record: {}", path.display());
+    if let Some(path) = path {
+        super::write_record(&path, rec).with_context(|| "writing the step record")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,13 @@
 //! Model-agnostic measurement for ovbench.
 //!
 //! Nothing here knows about vision encoders: the suites hand in closures to time,
-//! allocator counts to read, and serialisable bodies to wrap in a record.
+//! allocator counts to read, and typed bodies to wrap in a record ([`envelope`]).
 
 pub mod alloc;
 pub mod clock;
+pub mod envelope;
 pub mod gpu;
+pub mod io;
 pub mod nvml_sampler;
 pub mod probe;
 pub mod provenance;
@@ -14,6 +16,7 @@ pub mod stats;
 pub mod table;
 
 pub use alloc::CountingAlloc;
+pub use envelope::{Direction, Envelope, Measurement, Metric, Record, RecordBody, Workload};
+pub use io::{write_atomic, IoError};
 pub use provenance::Provenance;
-pub use record::{write_atomic, Record, RecordError};
 pub use stats::Summary;

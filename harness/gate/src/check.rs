@@ -2,29 +2,11 @@
 //! says what is wrong with each record.
 
 use crate::error::GateError;
-use crate::record::{parse_schema, type_name};
-use crate::view::expand_paths;
+use crate::record::{expand_paths, LoadedRecord, INPUT_SCHEMAS};
+use ovbench_harness::envelope::{self, Measurement, Schema};
+use ovbench_harness::Provenance;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-/// Record schemas this checker knows. `repro/2` added the forward-pass peak and the GPU
-/// allocator peak to the memory model; the provenance a checker reads is the same as in `/1`.
-/// `torch-cpu/1` is written by `scripts/torch_vs_ovbench.py`.
-pub const KNOWN_SCHEMAS: &[(&str, u32)] = &[
-    ("step", 1),
-    ("score", 1),
-    ("repro", 1),
-    ("repro", 2),
-    ("eval", 1),
-    ("torch-cpu", 1),
-];
-
-/// ovbench files that are inputs to a measurement, not measurements: listed, not judged.
-const INPUT_SCHEMAS: &[(&str, u32, &str)] = &[(
-    "export",
-    1,
-    "weights and batch exported for the PyTorch comparison",
-)];
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -130,7 +112,7 @@ impl CheckReport {
         }
         if skipped > 0 {
             s.push_str(&format!(
-                "; {skipped} other JSON files skipped (not ovbench measurements)"
+                "; {skipped} skipped (not measurements, archived or links; listed above)"
             ));
         }
         s.push('\n');
@@ -138,81 +120,131 @@ impl CheckReport {
     }
 }
 
+/// Folders with this name hold records kept for history that no longer pass (their README
+/// says why): a check of the folder above lists them as skipped.
+pub const ARCHIVE_DIR: &str = "archive";
+
 /// Checks every `*.json` under `root` (a folder, or one file). Errors only when the folder
 /// itself cannot be read.
 pub fn check_dir(root: &Path, opts: &CheckOptions) -> Result<CheckReport, GateError> {
-    let files = expand_paths(&[root.to_path_buf()])?;
-    let records = files
-        .into_iter()
-        .map(|p| {
-            let parsed = std::fs::read(&p)
-                .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|b| {
-                    serde_json::from_slice::<Value>(&b).map_err(|e| format!("not valid JSON: {e}"))
-                });
-            check_value(&p, parsed, opts)
-        })
-        .collect();
+    let mut records = Vec::new();
+    let mut roots = vec![root.to_path_buf()];
+    // Archive folders below the root are skipped, each listed once.
+    if root.is_dir() {
+        roots.clear();
+        collect_roots(root, &mut roots, &mut records)?;
+    }
+    let (files, refused) = expand_paths(&roots)?;
+    for r in refused {
+        let symlink = r.why.contains("symbolic link");
+        records.push(RecordCheck {
+            path: r.path,
+            schema: None,
+            findings: vec![Finding {
+                severity: if symlink {
+                    Severity::Skip
+                } else {
+                    Severity::Error
+                },
+                message: r.why,
+            }],
+        });
+    }
+    for p in files {
+        let parsed = ovbench_harness::io::read_json(&p).map_err(|e| e.to_string());
+        records.push(check_value(&p, parsed, opts));
+    }
+    records.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(CheckReport {
         root: root.to_path_buf(),
         records,
     })
 }
 
-struct Ctx<'a> {
-    v: &'a Value,
-    out: Vec<Finding>,
-}
-
-impl Ctx<'_> {
-    fn err(&mut self, m: impl Into<String>) {
-        self.out.push(Finding {
-            severity: Severity::Error,
-            message: m.into(),
-        });
-    }
-    fn warn(&mut self, m: impl Into<String>) {
-        self.out.push(Finding {
-            severity: Severity::Warning,
-            message: m.into(),
-        });
-    }
-    fn skip(&mut self, m: impl Into<String>) {
-        self.out.push(Finding {
-            severity: Severity::Skip,
-            message: m.into(),
-        });
-    }
-    fn get(&self, path: &str) -> Option<&Value> {
-        crate::record::at(self.v, path)
-    }
-    fn nonempty_str(&mut self, path: &str, what: &str) {
-        let dotted = path.replace('/', ".");
-        match self.get(path) {
-            Some(Value::String(s)) if !s.trim().is_empty() && s != "unknown" => {}
-            Some(Value::String(_)) => {
-                self.err(format!("{dotted} is empty or unknown: {what} not recorded"))
+/// The folders to walk below `dir`: itself, minus archive folders, which are noted as skipped.
+fn collect_roots(
+    dir: &Path,
+    roots: &mut Vec<PathBuf>,
+    skipped: &mut Vec<RecordCheck>,
+) -> Result<(), GateError> {
+    let has_archive = std::fs::read_dir(dir)
+        .map_err(|cause| GateError::Read {
+            path: dir.to_path_buf(),
+            cause,
+        })?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name() == ARCHIVE_DIR && e.file_type().is_ok_and(|t| t.is_dir()));
+    if !has_archive {
+        // No archive here: walk it whole, unless one sits deeper.
+        let mut deeper = false;
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) && contains_archive(&e.path()) {
+                deeper = true;
             }
-            Some(o) => self.err(format!(
-                "{dotted}: expected a string, found {}",
-                type_name(o)
-            )),
-            None => self.err(format!("{dotted} missing: {what} not recorded")),
+        }
+        if !deeper {
+            roots.push(dir.to_path_buf());
+            return Ok(());
         }
     }
-    fn positive(&mut self, path: &str, what: &str) {
-        let dotted = path.replace('/', ".");
-        match self.get(path).and_then(Value::as_f64) {
-            Some(x) if x > 0.0 => {}
-            Some(_) => self.err(format!("{dotted} is 0: {what} not recorded")),
-            None => self.err(format!(
-                "{dotted} missing or not a number: {what} not recorded"
-            )),
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|cause| GateError::Read {
+            path: dir.to_path_buf(),
+            cause,
+        })?
+        .filter_map(|e| e.ok())
+        .collect();
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() && e.file_name() == ARCHIVE_DIR {
+            skipped.push(RecordCheck {
+                path: p.clone(),
+                schema: None,
+                findings: vec![Finding {
+                    severity: Severity::Skip,
+                    message: format!(
+                        "archived records, kept for history (see {}/README.md); check the folder itself to judge them",
+                        p.display()
+                    ),
+                }],
+            });
+        } else if ft.is_dir() && !e.file_name().to_string_lossy().starts_with('.') {
+            collect_roots(&p, roots, skipped)?;
+        } else if p.extension().is_some_and(|x| x == "json") {
+            roots.push(p);
         }
+    }
+    Ok(())
+}
+
+fn contains_archive(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_type().is_ok_and(|t| t.is_dir())
+                && (e.file_name() == ARCHIVE_DIR || contains_archive(&e.path()))
+        })
+}
+
+fn error(message: impl Into<String>) -> Finding {
+    Finding {
+        severity: Severity::Error,
+        message: message.into(),
     }
 }
 
-/// Checks one parsed record (or the reason it could not be parsed).
+fn warning(message: impl Into<String>) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        message: message.into(),
+    }
+}
+
+/// Checks one parsed record (or the reason it could not be read).
 pub fn check_value(path: &Path, parsed: Result<Value, String>, opts: &CheckOptions) -> RecordCheck {
     let mut rc = RecordCheck {
         path: path.to_path_buf(),
@@ -222,289 +254,175 @@ pub fn check_value(path: &Path, parsed: Result<Value, String>, opts: &CheckOptio
     let v = match parsed {
         Ok(v) => v,
         Err(e) => {
+            rc.findings.push(error(e));
+            return rc;
+        }
+    };
+    let Some(schema) = v.get("schema").and_then(Value::as_str) else {
+        rc.findings.push(Finding {
+            severity: Severity::Skip,
+            message: "no `schema` field: not an ovbench record".into(),
+        });
+        return rc;
+    };
+    rc.schema = Some(schema.to_string());
+    if let Some(s) = Schema::parse(schema) {
+        if let Some((_, _, what)) = INPUT_SCHEMAS
+            .iter()
+            .find(|(k, ver, _)| *k == s.kind && *ver == s.version)
+        {
             rc.findings.push(Finding {
-                severity: Severity::Error,
-                message: e,
+                severity: Severity::Skip,
+                message: format!("{what}: an input, not a measurement"),
             });
             return rc;
         }
-    };
-    let mut c = Ctx {
-        v: &v,
-        out: Vec::new(),
-    };
-    let schema = v.get("schema").and_then(Value::as_str).map(str::to_string);
-    rc.schema = schema.clone();
-    let Some(schema) = schema else {
-        c.skip("no `schema` field: not an ovbench record");
-        rc.findings = c.out;
-        return rc;
-    };
-    let kind = match parse_schema(&schema) {
-        Some((k, ver)) if KNOWN_SCHEMAS.contains(&(k.as_str(), ver)) => k,
-        Some((k, ver)) => {
-            if let Some((_, _, what)) = INPUT_SCHEMAS
-                .iter()
-                .find(|(ik, iv, _)| *ik == k && *iv == ver)
-            {
-                c.skip(format!("{what}: an input, not a measurement"));
-                rc.findings = c.out;
-                return rc;
-            }
-            rc.findings = unknown_schema(&schema);
-            return rc;
-        }
-        None => {
-            rc.findings = unknown_schema(&schema);
+    }
+    let rec = match LoadedRecord::from_value(path, &v) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.to_string();
+            let prefix = format!("{}: ", path.display());
+            rc.findings
+                .push(error(msg.strip_prefix(&prefix).unwrap_or(&msg).to_string()));
             return rc;
         }
     };
-    if kind == "torch-cpu" {
-        check_torch_cpu(&mut c, opts);
-    } else {
-        check_provenance(&mut c, &kind, opts);
+    if rec.legacy.is_some() {
+        rc.schema = Some(format!("{schema}, legacy layout"));
     }
-    if kind == "step" {
-        check_step(&mut c, opts);
+    let env = &rec.envelope;
+    rc.findings.extend(
+        envelope::validate(env)
+            .into_iter()
+            .map(|p| error(p.to_string())),
+    );
+    check_provenance(&env.provenance, opts, &mut rc.findings);
+    for c in env.conditions.iter().filter(|c| !c.holds) {
+        let detail = if c.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", c.detail)
+        };
+        rc.findings.push(error(format!(
+            "{} does not hold{detail}: the record's numbers mean nothing without it",
+            c.name
+        )));
     }
-    rc.findings = c.out;
+    let mut timed = 0;
+    for m in &env.metrics {
+        let Measurement::Timed { samples, warmup } = &m.measurement else {
+            continue;
+        };
+        timed += 1;
+        if *warmup == 0 {
+            rc.findings.push(error(format!(
+                "{}: no warm-up before its samples (compilation, allocator growth inside the measurement)",
+                m.name
+            )));
+        }
+        if samples.len() < opts.min_steps {
+            rc.findings.push(error(format!(
+                "{}: {} samples, fewer than {}",
+                m.name,
+                samples.len(),
+                opts.min_steps
+            )));
+        }
+    }
+    if timed > 0 && env.provenance.build.profile == "debug" {
+        rc.findings.push(warning(
+            "built with the debug profile: timings are not representative",
+        ));
+    }
+    // One finding per kind of problem is enough to act on; repeated ones are counted.
+    rc.findings = collapse(rc.findings);
     rc
 }
 
-fn unknown_schema(schema: &str) -> Vec<Finding> {
-    let known: Vec<String> = KNOWN_SCHEMAS
-        .iter()
-        .map(|(k, v)| format!("ovbench.{k}/{v}"))
-        .collect();
-    vec![Finding {
-        severity: Severity::Error,
-        message: format!(
-            "schema '{schema}' is not a version this checker knows ({})",
-            known.join(", ")
-        ),
-    }]
-}
-
-/// The command line at `path`, needed to repeat the run.
-fn check_command_line(c: &mut Ctx, path: &str) {
-    match c.get(path).and_then(Value::as_array) {
-        Some(a) if !a.is_empty() => {}
-        _ => c.err(format!(
-            "{} missing or empty: the run cannot be repeated",
-            path.replace('/', ".")
-        )),
-    }
-}
-
-/// The source revision and clean-tree flag under `prefix` (`provenance/git` in records
-/// written by the binary, `git` in the PyTorch comparison's).
-fn check_git(c: &mut Ctx, prefix: &str, opts: &CheckOptions) {
-    let dotted = prefix.replace('/', ".");
-    match c.get(&format!("{prefix}/commit")) {
-        Some(Value::String(s)) if s.len() >= 7 && s.chars().all(|ch| ch.is_ascii_hexdigit()) => {}
-        Some(Value::String(s)) => c.err(format!("{dotted}.commit '{s}' is not a commit hash")),
-        _ => c.err(format!(
-            "{dotted}.commit missing: source revision not recorded"
-        )),
-    }
-    match c.get(&format!("{prefix}/dirty")).and_then(Value::as_bool) {
-        Some(false) => {}
-        Some(true) if opts.allow_dirty => c.warn("made from a dirty tree (allowed by --allow-dirty)"),
-        Some(true) => c.err("made from a dirty tree: uncommitted changes are not reproducible (--allow-dirty to accept)"),
-        None if opts.allow_dirty => c.warn("dirty state unknown"),
-        None => c.err(format!(
-            "{dotted}.dirty missing: cannot tell whether the tree was clean"
-        )),
-    }
-}
-
-/// `ovbench.torch-cpu/1`: ovbench against PyTorch eager. Its timings mean something only if
-/// the two sides were shown to compute the same function first.
-fn check_torch_cpu(c: &mut Ctx, opts: &CheckOptions) {
-    c.nonempty_str("created_utc", "creation time");
-    check_command_line(c, "command_line");
-    check_git(c, "git", opts);
-    c.nonempty_str("host/cpu_model", "CPU model");
-    c.positive("threads", "thread count");
-    let Some(configs) = c.get("same_function").and_then(Value::as_object).cloned() else {
-        c.err("same_function missing: no evidence that both sides compute the same function");
-        return;
-    };
-    if configs.is_empty() {
-        c.err("same_function is empty: no configuration was checked");
-    }
-    for (config, checks) in &configs {
-        let checks = checks.as_array().map(Vec::as_slice).unwrap_or_default();
-        if checks.is_empty() {
-            c.err(format!("same_function.{config}: no check recorded"));
-        }
-        for (i, chk) in checks.iter().enumerate() {
-            let recipe = chk.get("recipe").and_then(Value::as_str).unwrap_or("?");
-            if chk.get("same_function").and_then(Value::as_bool) != Some(true) {
-                let problems = chk
-                    .get("problems")
-                    .and_then(Value::as_array)
-                    .map(|p| {
-                        p.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                    .unwrap_or_default();
-                c.err(format!(
-                    "same_function.{config}[{i}] ({recipe}): the two sides were not shown to compute the same function{}",
-                    if problems.is_empty() { String::new() } else { format!(": {problems}") }
-                ));
-            }
-        }
-    }
-}
-
-fn check_provenance(c: &mut Ctx, kind: &str, opts: &CheckOptions) {
-    if !c.get("provenance").is_some_and(Value::is_object) {
-        c.err("provenance missing: environment not recorded");
-        return;
-    }
-    c.nonempty_str("provenance/created_utc", "creation time");
-    check_command_line(c, "provenance/command_line");
-    check_git(c, "provenance/git", opts);
-    c.nonempty_str("provenance/host/cpu_model", "CPU model");
-    c.positive("provenance/host/logical_cpus", "CPU count");
-    c.positive("provenance/host/memory_bytes", "host memory");
-    c.nonempty_str("provenance/host/os", "operating system");
-    for (f, what) in [
-        ("crate_version", "harness version"),
-        ("rustc", "compiler version"),
-        ("profile", "build profile"),
-        ("target", "target triple"),
-    ] {
-        c.nonempty_str(&format!("provenance/build/{f}"), what);
-    }
-    if !c
-        .get("provenance/build/features")
-        .is_some_and(Value::is_array)
-    {
-        c.err("provenance.build.features missing: build features not recorded");
-    }
-    if kind == "step" && c.get("provenance/build/profile").and_then(Value::as_str) == Some("debug")
-    {
-        c.warn("built with the debug profile: timings are not representative");
-    }
-}
-
-fn check_step(c: &mut Ctx, opts: &CheckOptions) {
-    let cfg_num = |c: &Ctx, k: &str| c.get(&format!("config/{k}")).and_then(Value::as_u64);
-    if !c.get("config").is_some_and(Value::is_object) {
-        c.err("config missing: the workload is not recorded");
-        return;
-    }
-    let warmup = cfg_num(c, "warmup");
-    match warmup {
-        None => c.err("config.warmup missing: cannot tell whether warm-up was excluded"),
-        Some(0) => c.err(
-            "config.warmup is 0: warm-up (compilation, allocator growth) is inside the measurement",
-        ),
-        Some(_) => {}
-    }
-    let steps = cfg_num(c, "steps");
-    match steps {
-        None => c.err("config.steps missing"),
-        Some(n) if (n as usize) < opts.min_steps => c.err(format!(
-            "config.steps is {n}: fewer than {} measured steps",
-            opts.min_steps
-        )),
-        _ => {}
-    }
-    if cfg_num(c, "seed").is_none() {
-        c.err("config.seed missing or not an integer: seed not recorded");
-    }
-    for k in ["model", "resolution", "batch", "dtype", "device"] {
-        if c.get(&format!("config/{k}")).is_none() {
-            c.err(format!("config.{k} missing"));
-        }
-    }
-    let runs = match c.get("runs").and_then(Value::as_array) {
-        Some(r) if !r.is_empty() => r.clone(),
-        _ => {
-            c.err("runs missing or empty: nothing was measured");
-            return;
-        }
-    };
-    for (i, run) in runs.iter().enumerate() {
-        let recipe = run
-            .get("recipe")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
-        let at = format!("runs[{i}] ({recipe})");
-        if let Some(status) = run.get("status").and_then(Value::as_str) {
-            if !matches!(status, "ok" | "completed" | "complete") {
-                c.warn(format!("{at}: status '{status}', no timings expected"));
-                continue;
-            }
-        }
-        let Some(samples) = run.get("samples").and_then(Value::as_array) else {
-            c.err(format!("{at}: samples missing: per-step timings not kept"));
-            continue;
-        };
-        if samples.len() < opts.min_steps {
-            c.err(format!(
-                "{at}: {} measured steps, fewer than {}",
-                samples.len(),
-                opts.min_steps
-            ));
-        }
-        if let Some(n) = steps.filter(|&n| n as usize != samples.len()) {
-            c.err(format!(
-                "{at}: {} samples but config.steps is {n}",
-                samples.len()
-            ));
-        }
-        if let Some(w) = warmup {
-            let idx: Vec<u64> = samples
-                .iter()
-                .filter_map(|s| s.get("step").and_then(Value::as_u64))
-                .collect();
-            if idx.len() != samples.len() {
-                c.err(format!(
-                    "{at}: some samples lack a step index: cannot tell warm-up from measurement"
-                ));
-            } else if let Some(s) = idx.iter().find(|&&s| s < w) {
-                c.err(format!("{at}: sample of step {s} is a warm-up step (warmup = {w}): warm-up not excluded"));
-            }
-            match run.get("warmup_losses").and_then(Value::as_array) {
-                Some(wl) if wl.len() as u64 == w => {}
-                Some(wl) => c.warn(format!(
-                    "{at}: {} warm-up losses for warmup = {w}",
-                    wl.len()
-                )),
-                None => c.warn(format!("{at}: warmup_losses missing")),
-            }
-        }
-        let bad_time = samples.iter().position(|s| {
-            !s.get("total_s")
-                .and_then(Value::as_f64)
-                .is_some_and(|t| t.is_finite() && t > 0.0)
-        });
-        if let Some(k) = bad_time {
-            c.err(format!(
-                "{at}: samples[{k}].total_s missing or not a positive time"
-            ));
-        }
-        if let Some(n) = crate::record::at(run, "summary/step_s/n").and_then(Value::as_u64) {
-            if n as usize != samples.len() {
-                c.err(format!(
-                    "{at}: summary.step_s.n = {n} but {} samples",
-                    samples.len()
-                ));
-            }
-        }
-        if crate::record::at(run, "memory/allocator_active").and_then(Value::as_bool) == Some(false)
+/// Keeps the first finding of each message shape (metric name stripped), noting how many
+/// more there were.
+fn collapse(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut out: Vec<(Finding, usize, String)> = Vec::new();
+    for f in findings {
+        let shape = f
+            .message
+            .split_once(": ")
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_else(|| f.message.clone());
+        match out
+            .iter_mut()
+            .find(|(g, _, s)| g.severity == f.severity && *s == shape)
         {
-            c.warn(format!(
-                "{at}: counting allocator inactive: host memory numbers are not measured"
-            ));
+            Some((_, n, _)) => *n += 1,
+            None => out.push((f, 0, shape)),
         }
+    }
+    out.into_iter()
+        .map(|(mut f, n, _)| {
+            if n > 0 {
+                f.message.push_str(&format!(" (and {n} more like it)"));
+            }
+            f
+        })
+        .collect()
+}
+
+fn check_provenance(p: &Provenance, opts: &CheckOptions, out: &mut Vec<Finding>) {
+    let mut need = |value: &str, field: &str, what: &str| {
+        if value.trim().is_empty() || value == "unknown" {
+            out.push(error(format!(
+                "provenance.{field} is empty or unknown: {what} not recorded"
+            )));
+        }
+    };
+    need(&p.created_utc, "created_utc", "creation time");
+    need(&p.host.cpu_model, "host.cpu_model", "CPU model");
+    need(&p.host.os, "host.os", "operating system");
+    need(
+        &p.build.crate_version,
+        "build.crate_version",
+        "harness version",
+    );
+    need(&p.build.rustc, "build.rustc", "compiler version");
+    need(&p.build.profile, "build.profile", "build profile");
+    need(&p.build.target, "build.target", "target triple");
+    if p.command_line.is_empty() {
+        out.push(error(
+            "provenance.command_line missing or empty: the run cannot be repeated",
+        ));
+    }
+    if p.host.logical_cpus == 0 {
+        out.push(error(
+            "provenance.host.logical_cpus is 0: CPU count not recorded",
+        ));
+    }
+    if p.host.memory_bytes == 0 {
+        out.push(error(
+            "provenance.host.memory_bytes is 0: host memory not recorded",
+        ));
+    }
+    match &p.git.commit {
+        Some(s) if s.len() >= 7 && s.chars().all(|c| c.is_ascii_hexdigit()) => {}
+        Some(s) => out.push(error(format!(
+            "provenance.git.commit '{s}' is not a commit hash"
+        ))),
+        None => out.push(error(
+            "provenance.git.commit missing: source revision not recorded",
+        )),
+    }
+    match p.git.dirty {
+        Some(false) => {}
+        Some(true) if opts.allow_dirty => {
+            out.push(warning("made from a dirty tree (allowed by --allow-dirty)"))
+        }
+        Some(true) => out.push(error(
+            "made from a dirty tree: uncommitted changes are not reproducible (--allow-dirty to accept)",
+        )),
+        None if opts.allow_dirty => out.push(warning("dirty state unknown")),
+        None => out.push(error(
+            "provenance.git.dirty missing: cannot tell whether the tree was clean",
+        )),
     }
 }
 
@@ -513,22 +431,27 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A current-layout step record that passes.
     fn good() -> Value {
         json!({
-            "schema": "ovbench.step/1",
+            "schema": "ovbench.step/2",
             "provenance": {
                 "created_utc": "2025-01-01T00:00:00Z",
                 "command_line": ["ovbench", "step"],
                 "git": {"commit": "0353d5e0353d5e0353d5e0353d5e0353d5e0353d", "dirty": false, "note": null},
-                "host": {"cpu_model": "Xeon", "logical_cpus": 2, "memory_bytes": 1000, "os": "Linux"},
+                "host": {"hostname": null, "cpu_model": "Xeon", "physical_cores": 1, "logical_cpus": 2,
+                         "memory_bytes": 1000, "os": "Linux", "kernel": null},
                 "build": {"crate_version": "0.1.0", "rustc": "1.90", "profile": "release", "opt_level": "3",
                           "target": "x86_64", "features": []}
             },
-            "config": {"model": "Ti/16", "resolution": 112, "batch": 8, "dtype": "f32", "device": {"kind": "cpu"},
-                       "steps": 5, "warmup": 2, "seed": 0},
-            "runs": [{"recipe": "ov1", "warmup_losses": [1.0, 1.0],
-                      "samples": (2..7).map(|s| json!({"step": s, "total_s": 0.1})).collect::<Vec<_>>(),
-                      "summary": {"step_s": {"n": 5}}}]
+            "workload": {"model": "Ti/16", "batch": "8"},
+            "hardware": "Xeon (2 threads)",
+            "metrics": [
+                {"name": "ov1/params_total", "unit": "params", "direction": "neither",
+                 "kind": "deterministic", "value": 5.0},
+                {"name": "ov1/step_s", "unit": "s", "direction": "smaller_is_better",
+                 "kind": "timed", "samples": [0.1, 0.1, 0.1, 0.1, 0.1], "warmup": 1}
+            ]
         })
     }
 
@@ -543,21 +466,22 @@ mod tests {
 
     #[test]
     fn good_record_passes() {
-        assert!(msgs(good(), &CheckOptions::default()).is_empty());
+        assert_eq!(msgs(good(), &CheckOptions::default()), Vec::<String>::new());
     }
 
     #[test]
     fn each_problem_is_named() {
         let o = CheckOptions::default();
+        let has = |v: Value, o: &CheckOptions, s: &str| {
+            let m = msgs(v, o);
+            assert!(m.iter().any(|m| m.contains(s)), "{s}: {m:?}");
+        };
         let mut v = good();
-        v["config"]["warmup"] = json!(0);
-        assert!(msgs(v, &o).iter().any(|m| m.contains("config.warmup is 0")));
-        let mut v = good();
-        v["runs"][0]["samples"][0]["step"] = json!(1);
-        assert!(msgs(v, &o).iter().any(|m| m.contains("warm-up step")));
+        v["metrics"][1]["warmup"] = json!(0);
+        has(v, &o, "no warm-up");
         let mut v = good();
         v["provenance"]["git"]["dirty"] = json!(true);
-        assert!(msgs(v.clone(), &o).iter().any(|m| m.contains("dirty tree")));
+        has(v.clone(), &o, "dirty tree");
         assert!(msgs(
             v,
             &CheckOptions {
@@ -567,59 +491,59 @@ mod tests {
         )
         .is_empty());
         let mut v = good();
-        v["config"].as_object_mut().unwrap().remove("seed");
-        assert!(msgs(v, &o).iter().any(|m| m.contains("seed")));
-        let mut v = good();
         v["provenance"]["host"]["cpu_model"] = json!("unknown");
-        assert!(msgs(v, &o).iter().any(|m| m.contains("cpu_model")));
+        has(v, &o, "cpu_model");
         let mut v = good();
         v["schema"] = json!("ovbench.step/9");
-        assert!(msgs(v, &o).iter().any(|m| m.contains("ovbench.step/9")));
-        assert!(msgs(good(), &CheckOptions { min_steps: 10, ..o })
-            .iter()
-            .any(|m| m.contains("fewer than 10")));
-    }
-
-    fn torch_cpu() -> Value {
-        json!({
-            "schema": "ovbench.torch-cpu/1",
-            "created_utc": "20261130T152114Z",
-            "command_line": ["scripts/torch_vs_ovbench.py"],
-            "git": {"commit": "7a2abfd5e6ae245c2eb8c7370eed8bcb67116ce0", "dirty": false},
-            "host": {"cpu_model": "AMD EPYC", "logical_cpus": 2},
-            "threads": 2,
-            "same_function": {"default": [
-                {"recipe": "ov1", "same_function": true, "problems": []},
-                {"recipe": "ov2", "same_function": true, "problems": []}
-            ]}
-        })
+        has(v, &o, "ovbench.step/9");
+        has(
+            good(),
+            &CheckOptions {
+                min_steps: 10,
+                ..o.clone()
+            },
+            "fewer than 10",
+        );
+        let mut v = good();
+        v["metrics"][1]["samples"][2] = json!(1.7976931348623157e308);
+        has(v, &o, "beyond any real measurement");
+        let mut v = good();
+        v["metrics"][1]["samples"][2] = json!(-0.5);
+        has(v, &o, "negative");
     }
 
     #[test]
-    fn repro_v2_and_torch_comparisons_are_judged() {
-        let o = CheckOptions::default();
-        let mut repro = good();
-        repro["schema"] = json!("ovbench.repro/2");
-        assert!(msgs(repro, &o).is_empty());
-        assert!(msgs(torch_cpu(), &o).is_empty());
-        let mut v = torch_cpu();
-        v["same_function"]["default"][1]["same_function"] = json!(false);
-        v["same_function"]["default"][1]["problems"] = json!(["step-0 loss differs"]);
-        let m = msgs(v, &o);
+    fn failed_conditions_fail_the_record() {
+        let mut v = good();
+        v["conditions"] =
+            json!([{"name": "same_function", "holds": false, "detail": "step-0 loss differs"}]);
+        let m = msgs(v, &CheckOptions::default());
         assert!(
             m.iter()
-                .any(|m| m.contains("same_function.default[1] (ov2)")
-                    && m.contains("step-0 loss differs")),
+                .any(|m| m.contains("same_function does not hold: step-0 loss differs")),
             "{m:?}"
         );
-        let mut v = torch_cpu();
-        v.as_object_mut().unwrap().remove("same_function");
-        assert!(msgs(v, &o)
+    }
+
+    #[test]
+    fn legacy_records_are_judged_through_the_legacy_reader() {
+        let mut v = good();
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("metrics");
+        obj.remove("workload");
+        obj.remove("hardware");
+        v["schema"] = json!("ovbench.step/1");
+        v["config"] = json!({"model": "Ti/16", "resolution": 112, "batch": 8, "keep_ratio": 0.35,
+                             "dtype": "f32", "device": {"kind": "cpu"}, "steps": 5, "warmup": 1});
+        v["runs"] = json!([{"recipe": "ov1", "params_total": 5,
+                            "samples": (1..6).map(|s| json!({"step": s, "total_s": 0.1})).collect::<Vec<_>>()}]);
+        let rc = check_value(Path::new("r.json"), Ok(v.clone()), &CheckOptions::default());
+        assert_eq!(rc.errors(), 0, "{:?}", rc.findings);
+        assert!(rc.schema.unwrap().contains("legacy"));
+        v["config"]["warmup"] = json!(0);
+        assert!(msgs(v, &CheckOptions::default())
             .iter()
-            .any(|m| m.contains("same_function missing")));
-        let mut v = torch_cpu();
-        v["git"]["dirty"] = json!(true);
-        assert!(msgs(v, &o).iter().any(|m| m.contains("dirty tree")));
+            .any(|m| m.contains("no warm-up")));
     }
 
     #[test]
@@ -639,7 +563,7 @@ mod tests {
             records: vec![plain.clone(), export],
         };
         assert!(only_skipped.failed());
-        assert!(only_skipped.render().contains("2 other JSON files skipped"));
+        assert!(only_skipped.render().contains("2 skipped"));
         let with_good = CheckReport {
             root: PathBuf::from("results"),
             records: vec![plain, check_value(Path::new("r.json"), Ok(good()), &o)],
@@ -648,5 +572,36 @@ mod tests {
         assert!(with_good
             .render()
             .contains("1 record checked, 0 with problems"));
+    }
+
+    #[test]
+    fn archive_folders_are_skipped_and_special_files_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("r.json"), good().to_string()).unwrap();
+        std::fs::create_dir_all(d.join("sub/archive")).unwrap();
+        std::fs::write(
+            d.join("sub/archive/old.json"),
+            "{\"schema\": \"ovbench.step/1\"}",
+        )
+        .unwrap();
+        let fifo = d.join("sub/f.json");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let report = check_dir(d, &CheckOptions::default()).unwrap();
+        let text = report.render();
+        assert!(text.contains("archived records"), "{text}");
+        assert!(
+            text.contains("f.json") && text.contains("not a regular file"),
+            "{text}"
+        );
+        assert!(report.failed(), "the FIFO is an error");
+        std::fs::remove_file(&fifo).unwrap();
+        let report = check_dir(d, &CheckOptions::default()).unwrap();
+        assert!(!report.failed(), "{}", report.render());
+        // Checked by itself, the archive is judged.
+        assert!(check_dir(&d.join("sub/archive"), &CheckOptions::default())
+            .unwrap()
+            .failed());
     }
 }

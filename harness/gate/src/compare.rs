@@ -1,16 +1,39 @@
-//! `ovbench compare`: one table across machines and runs, grouped by workload (recipe,
-//! model, resolution, batch), hardware as columns.
+//! `ovbench compare`: one table across machines and runs. Rows are (workload, metric), where a
+//! workload is a record kind with its whole workload key: records whose keys differ in
+//! anything (kernels, recomputation, engine, ...) are never pooled. Columns are hardware.
 
+use crate::config::glob_match;
 use crate::output::{fmt_value, si};
-use crate::view::{RunView, StepView};
+use crate::record::LoadedRecord;
+use crate::verdict::workload_label;
+use ovbench_harness::envelope::{Measurement, Metric, Workload};
 use ovbench_harness::{stats, table};
+
+/// Metrics shown when none are asked for: what a team comparing machines reads first.
+pub const DEFAULT_METRICS: &[&str] = &[
+    "*/completed",
+    "*/oom",
+    "*/step_s",
+    "*/images_per_s",
+    "*/memory/peak_over_baseline_bytes",
+    "*/memory/gpu/allocator_peak_bytes",
+    "*/memory/gpu/nvml_process_peak_bytes",
+    "*/projected_device_hours",
+    "*_step_s",
+    "score",
+    "score/toolkit",
+    "*/score",
+    "b_minus_a",
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct CompareOptions {
-    /// Price of one device-hour, for the cost of the full schedule.
+    /// Price of one device-hour, for the cost of projected device-hours.
     pub price_per_hour: Option<f64>,
     /// Currency label printed with costs.
     pub currency: String,
+    /// Metric name patterns (`*` matches any run of characters); empty: [`DEFAULT_METRICS`].
+    pub metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,152 +50,132 @@ pub struct CompareTable {
     pub notes: Vec<String>,
 }
 
-struct Cell<'a> {
-    runs: Vec<&'a RunView>,
-}
-
 const DASH: &str = "—";
 
-fn agg(values: Vec<f64>, unit: &str) -> String {
+/// One cell: the metric over every record of one workload on one machine.
+fn cell(ms: &[&Metric]) -> String {
+    let unit = match ms.first() {
+        Some(m) => m.unit.as_str(),
+        None => return DASH.into(),
+    };
+    let fmt = |v: f64| match unit {
+        "bool" => (if v == 1.0 { "yes" } else { "no" }).to_string(),
+        "device-h" => format!("{} device-h", si(v)),
+        _ => fmt_value(v, unit),
+    };
+    if let [m] = ms {
+        if let Measurement::Timed { samples, .. } = &m.measurement {
+            if let Some(s) = stats::Summary::of(samples) {
+                return format!("{} [{}, {}]", fmt(s.median), fmt(s.ci95[0]), fmt(s.ci95[1]));
+            }
+        }
+    }
+    let values: Vec<f64> = ms.iter().filter_map(|m| m.measurement.central()).collect();
     match values.len() {
         0 => DASH.into(),
-        1 => fmt_value(values[0], unit),
+        1 => fmt(values[0]),
         n => {
             let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
             let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            format!(
-                "{} ({n} runs, {}–{})",
-                fmt_value(stats::median(&values), unit),
-                fmt_value(lo, unit),
-                fmt_value(hi, unit)
-            )
-        }
-    }
-}
-
-fn step_cell(c: &Cell) -> String {
-    let with: Vec<_> = c.runs.iter().filter_map(|r| r.step_s).collect();
-    match with.len() {
-        0 => DASH.into(),
-        1 => format!(
-            "{} [{}, {}]",
-            table::seconds(with[0].median),
-            table::seconds(with[0].ci95[0]),
-            table::seconds(with[0].ci95[1])
-        ),
-        _ => agg(with.iter().map(|i| i.median).collect(), "s"),
-    }
-}
-
-pub fn compare(views: &[StepView], opts: &CompareOptions) -> CompareTable {
-    // Hardware columns in first-seen order.
-    let mut columns: Vec<String> = Vec::new();
-    for v in views {
-        if !columns.contains(&v.hardware) {
-            columns.push(v.hardware.clone());
-        }
-    }
-    // Workloads in first-seen order: (recipe, setting).
-    let mut workloads: Vec<(String, String)> = Vec::new();
-    for v in views {
-        for r in &v.runs {
-            let w = (r.recipe.clone(), v.setting());
-            if !workloads.contains(&w) {
-                workloads.push(w);
+            if lo == hi {
+                format!("{} ({n} runs)", fmt(lo))
+            } else {
+                format!(
+                    "{} ({n} runs, {}–{})",
+                    fmt(stats::median(&values)),
+                    fmt(lo),
+                    fmt(hi)
+                )
             }
+        }
+    }
+}
+
+pub fn compare(records: &[LoadedRecord], opts: &CompareOptions) -> CompareTable {
+    let patterns: Vec<&str> = if opts.metrics.is_empty() {
+        DEFAULT_METRICS.to_vec()
+    } else {
+        opts.metrics.iter().map(String::as_str).collect()
+    };
+    let wanted = |name: &str| patterns.iter().any(|p| glob_match(p, name));
+    let mut columns: Vec<String> = Vec::new();
+    // Workloads in first-seen order; the key is the kind plus the whole workload map.
+    let mut groups: Vec<((String, Workload), Vec<&LoadedRecord>)> = Vec::new();
+    for r in records {
+        if !columns.contains(&r.envelope.hardware) {
+            columns.push(r.envelope.hardware.clone());
+        }
+        let key = (r.kind().to_string(), r.envelope.workload.clone());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(r),
+            None => groups.push((key, vec![r])),
         }
     }
     let mut rows = Vec::new();
-    let mut any_projection = false;
-    for (recipe, setting) in &workloads {
-        let cells: Vec<Cell> = columns
-            .iter()
-            .map(|hw| Cell {
-                runs: views
-                    .iter()
-                    .filter(|v| &v.hardware == hw && &v.setting() == setting)
-                    .filter_map(|v| v.run(recipe))
-                    .collect(),
-            })
-            .collect();
-        let workload = format!("{recipe} {setting}");
-        let mut push = |metric: &str, f: &dyn Fn(&Cell) -> String| {
+    let mut any_hours = false;
+    for (_, recs) in &groups {
+        let workload = workload_label(recs[0]);
+        let mut names: Vec<&str> = Vec::new();
+        for r in recs {
+            for m in &r.envelope.metrics {
+                if wanted(&m.name) && !names.contains(&m.name.as_str()) {
+                    names.push(&m.name);
+                }
+            }
+        }
+        for name in names {
+            let per_column: Vec<Vec<&Metric>> = columns
+                .iter()
+                .map(|hw| {
+                    recs.iter()
+                        .filter(|r| &r.envelope.hardware == hw)
+                        .filter_map(|r| r.envelope.metric(name))
+                        .collect()
+                })
+                .collect();
             rows.push(CompareRow {
                 workload: workload.clone(),
-                metric: metric.into(),
-                cells: cells.iter().map(f).collect(),
-            })
-        };
-        push("step time (median [95 % CI])", &step_cell);
-        push("throughput (images/s)", &|c| {
-            agg(
-                c.runs.iter().filter_map(|r| r.images_per_s).collect(),
-                "images/s",
-            )
-        });
-        push("peak memory (host allocator)", &|c| {
-            agg(
-                c.runs.iter().filter_map(|r| r.peak_bytes).collect(),
-                "bytes",
-            )
-        });
-        if cells
-            .iter()
-            .any(|c| c.runs.iter().any(|r| r.device_peak_bytes.is_some()))
-        {
-            push("peak memory (device)", &|c| {
-                agg(
-                    c.runs.iter().filter_map(|r| r.device_peak_bytes).collect(),
-                    "bytes",
-                )
+                metric: name.to_string(),
+                cells: per_column.iter().map(|ms| cell(ms)).collect(),
             });
-        }
-        push("achieved FLOP/s", &|c| {
-            let v: Vec<f64> = c
-                .runs
-                .iter()
-                .filter_map(|r| r.achieved_flops_per_s)
-                .collect();
-            if v.is_empty() {
-                DASH.into()
-            } else {
-                format!("{} FLOP/s", si(stats::median(&v)))
+            let hours = per_column.iter().flatten().any(|m| m.unit == "device-h");
+            any_hours |= hours;
+            if let (true, Some(price)) = (hours, opts.price_per_hour) {
+                rows.push(CompareRow {
+                    workload: workload.clone(),
+                    metric: format!("{name} × {price} {}/device-hour", opts.currency),
+                    cells: per_column
+                        .iter()
+                        .map(|ms| {
+                            let v: Vec<f64> =
+                                ms.iter().filter_map(|m| m.measurement.central()).collect();
+                            if v.is_empty() {
+                                DASH.into()
+                            } else {
+                                format!("{} {}", si(stats::median(&v) * price), opts.currency)
+                            }
+                        })
+                        .collect(),
+                });
             }
-        });
-        let hours = |c: &Cell| -> Option<f64> {
-            let v: Vec<f64> = c.runs.iter().filter_map(|r| r.projected_hours).collect();
-            (!v.is_empty()).then(|| stats::median(&v))
-        };
-        any_projection |= cells.iter().any(|c| hours(c).is_some());
-        push("projected full-schedule hours", &|c| {
-            hours(c)
-                .map(|h| format!("{h:.1} h"))
-                .unwrap_or_else(|| DASH.into())
-        });
-        if let Some(price) = opts.price_per_hour {
-            push(
-                &format!(
-                    "full-schedule cost at {price} {}/device-hour",
-                    opts.currency
-                ),
-                &|c| {
-                    hours(c)
-                        .map(|h| format!("{:.2} {}", h * price, opts.currency))
-                        .unwrap_or_else(|| DASH.into())
-                },
-            );
         }
     }
     let mut notes = Vec::new();
-    if !any_projection {
+    if let Some(keys) = differing_keys(&groups) {
+        notes.push(format!(
+            "rows are separate workloads where any key differs (here: {keys}); they are never pooled"
+        ));
+    }
+    if opts.price_per_hour.is_some() && !any_hours {
         notes.push(
-            "no record carries a full-schedule projection, so hours and cost are blank (step records \
-             time single steps; a projection needs the whole CLIPA schedule)"
-                .to_string(),
+            "no record carries projected device-hours (ovbench repro writes them), so there is no cost to show"
+                .into(),
         );
     }
-    if opts.price_per_hour.is_some() {
-        notes.push("cost = projected hours x price per device-hour x 1 device".into());
+    if opts.price_per_hour.is_some() && any_hours {
+        notes.push(
+            "cost = projected device-hours (median over rounds) x price per device-hour".into(),
+        );
     }
     if columns.len() > 1 {
         notes.push(
@@ -184,6 +187,24 @@ pub fn compare(views: &[StepView], opts: &CompareOptions) -> CompareTable {
         rows,
         notes,
     }
+}
+
+/// Workload keys whose values differ between groups of the same kind, if any.
+fn differing_keys(groups: &[((String, Workload), Vec<&LoadedRecord>)]) -> Option<String> {
+    let mut keys = std::collections::BTreeSet::new();
+    for (i, ((ka, wa), _)) in groups.iter().enumerate() {
+        for ((kb, wb), _) in &groups[i + 1..] {
+            if ka != kb {
+                continue;
+            }
+            for k in wa.keys().chain(wb.keys()) {
+                if wa.get(k) != wb.get(k) {
+                    keys.insert(k.clone());
+                }
+            }
+        }
+    }
+    (!keys.is_empty()).then(|| keys.into_iter().collect::<Vec<_>>().join(", "))
 }
 
 impl CompareTable {
@@ -239,5 +260,90 @@ impl CompareTable {
         }
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::fixture;
+    use ovbench_harness::envelope::Direction::*;
+
+    fn step(path: &str, kernels: &str, peak: f64, hw_cpu: &str) -> LoadedRecord {
+        let mut r = fixture(
+            path,
+            "step",
+            &[("model", "B/16"), ("batch", "4"), ("kernels", kernels)],
+            vec![
+                Metric::deterministic(
+                    "ov1/memory/peak_over_baseline_bytes",
+                    "bytes",
+                    SmallerIsBetter,
+                    peak,
+                ),
+                Metric::timed("ov1/step_s", "s", SmallerIsBetter, vec![1.0, 1.1, 0.9], 1),
+            ],
+        );
+        r.envelope.hardware = hw_cpu.into();
+        r
+    }
+
+    #[test]
+    fn different_workload_keys_are_separate_rows_never_pooled() {
+        let recs = [
+            step("a.json", "fused", 4.85e9, "cpu A"),
+            step("b.json", "composed", 10.88e9, "cpu A"),
+            step("c.json", "fused", 4.85e9, "cpu A"),
+        ];
+        let t = compare(&recs, &CompareOptions::default());
+        let peaks: Vec<&CompareRow> = t
+            .rows
+            .iter()
+            .filter(|r| r.metric == "ov1/memory/peak_over_baseline_bytes")
+            .collect();
+        assert_eq!(peaks.len(), 2, "{:#?}", t.rows);
+        assert!(peaks[0].workload.contains("kernels=fused"));
+        assert!(peaks[0].cells[0].contains("2 runs"), "{:?}", peaks[0].cells);
+        assert!(
+            !peaks[0].cells[0].contains('–'),
+            "equal values show no range"
+        );
+        assert!(peaks[1].workload.contains("kernels=composed"));
+        assert!(
+            t.notes.iter().any(|n| n.contains("here: kernels")),
+            "{:?}",
+            t.notes
+        );
+    }
+
+    #[test]
+    fn projected_hours_get_a_cost_row() {
+        let mut r = fixture(
+            "r.json",
+            "repro",
+            &[("preset", "small")],
+            vec![Metric::timed(
+                "ov1/projected_device_hours",
+                "device-h",
+                SmallerIsBetter,
+                vec![100.0, 120.0, 110.0],
+                1,
+            )],
+        );
+        r.envelope.hardware = "cpu".into();
+        let t = compare(
+            &[r],
+            &CompareOptions {
+                price_per_hour: Some(2.0),
+                currency: "USD".into(),
+                metrics: Vec::new(),
+            },
+        );
+        let cost = t
+            .rows
+            .iter()
+            .find(|r| r.metric.contains("USD/device-hour"))
+            .unwrap();
+        assert_eq!(cost.cells[0], "220.000 USD");
     }
 }

@@ -31,10 +31,13 @@ pub enum GateError {
         path: PathBuf,
         cause: serde_json::Error,
     },
+    /// A file refused or unreadable (not a regular file, too large, not JSON).
+    #[error(transparent)]
+    Input(#[from] ovbench_harness::IoError),
     /// A record that parses but lacks or mistypes a field the extraction needs.
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("{path}: record schema '{schema}' has no extractor (known: {known})")]
+    #[error("{path}: record schema '{schema}' is not one this version reads (known: {known})")]
     UnknownSchema {
         path: PathBuf,
         schema: String,

@@ -2,8 +2,8 @@
 //! github-action-benchmark's custom JSON (`customSmallerIsBetter` / `customBiggerIsBetter`:
 //! an array of `{name, unit, value, range?, extra?}`).
 
-use crate::metric::Direction;
 use crate::verdict::{GateReport, MetricResult, Outcome, Verdict};
+use ovbench_harness::envelope::Direction;
 use ovbench_harness::table;
 use serde::{Deserialize, Serialize};
 

@@ -14,9 +14,8 @@
 
 use crate::config::{GateConfig, Only, Rule};
 use crate::error::{GateError, KeyDiff};
-use crate::extract::extractor_for;
-use crate::metric::{Direction, Measurement, Metric};
 use crate::record::LoadedRecord;
+use ovbench_harness::envelope::{Direction, Measurement, Metric};
 use ovbench_harness::stats;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -271,26 +270,27 @@ pub fn judge_timed(
     (v, Some(r.value), Some(r.ci95), note)
 }
 
-fn by_name(
-    rec: &LoadedRecord,
-    ms: Vec<Metric>,
-) -> Result<(Vec<String>, BTreeMap<String, Metric>), GateError> {
-    let mut order = Vec::new();
-    let mut map = BTreeMap::new();
-    for m in ms {
-        if map.contains_key(&m.name) {
-            return Err(GateError::invalid(
-                &rec.path,
-                format!(
-                    "metric `{}` appears twice (two runs of one recipe?)",
-                    m.name
-                ),
-            ));
-        }
-        order.push(m.name.clone());
-        map.insert(m.name.clone(), m);
+/// Metrics by name, in record order (names are unique: the validator checked on load).
+fn by_name(rec: &LoadedRecord) -> (Vec<String>, BTreeMap<String, &Metric>) {
+    let ms = &rec.envelope.metrics;
+    let order = ms.iter().map(|m| m.name.clone()).collect();
+    (order, ms.iter().map(|m| (m.name.clone(), m)).collect())
+}
+
+/// The workload in one line without hashes (which identify inputs, not describe them): chart
+/// names and headings.
+pub fn workload_label(rec: &LoadedRecord) -> String {
+    let w = &rec.envelope.workload;
+    let parts: Vec<String> = w
+        .iter()
+        .filter(|(k, _)| !k.contains("sha256") && k.as_str() != "run_key")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if parts.is_empty() {
+        rec.kind().to_string()
+    } else {
+        format!("{} {}", rec.kind(), parts.join(" "))
     }
-    Ok((order, map))
 }
 
 /// Compares `current` against `baseline`. `accept` lists configuration keys allowed to
@@ -301,16 +301,14 @@ pub fn gate(
     cfg: &GateConfig,
     accept: &[String],
 ) -> Result<GateReport, GateError> {
-    if baseline.kind != current.kind {
+    if baseline.kind() != current.kind() {
         return Err(GateError::KindMismatch {
-            baseline: baseline.schema.clone(),
-            current: current.schema.clone(),
+            baseline: baseline.written_schema(),
+            current: current.written_schema(),
         });
     }
-    let eb = extractor_for(baseline)?;
-    let ec = extractor_for(current)?;
-    let kb = eb.config_keys(baseline)?;
-    let kc = ec.config_keys(current)?;
+    let kb = &baseline.envelope.workload;
+    let kc = &current.envelope.workload;
     let accepted: Vec<&String> = cfg.defaults.accept_diff.iter().chain(accept).collect();
     for a in &accepted {
         if !kb.contains_key(*a) && !kc.contains_key(*a) {
@@ -318,7 +316,7 @@ pub fn gate(
                 at: "--accept-diff".into(),
                 message: format!(
                     "unknown key '{a}' for {} records (keys: {})",
-                    current.kind,
+                    current.kind(),
                     kc.keys().cloned().collect::<Vec<_>>().join(", ")
                 ),
             });
@@ -341,8 +339,8 @@ pub fn gate(
         return Err(GateError::ConfigMismatch { diffs: refused });
     }
 
-    let (order_b, mb) = by_name(baseline, eb.metrics(baseline)?)?;
-    let (order_c, mc) = by_name(current, ec.metrics(current)?)?;
+    let (order_b, mb) = by_name(baseline);
+    let (order_c, mc) = by_name(current);
     let only = cfg.defaults.only;
     let mut results = Vec::new();
     let names = order_b
@@ -402,7 +400,10 @@ pub fn gate(
                 let (v, limit, note) = judge_deterministic(*x, *y, res.direction, &rule);
                 (res.verdict, res.limit, res.note) = (v, limit, note);
             }
-            (Some(Measurement::Timed { samples: x }), Some(Measurement::Timed { samples: y })) => {
+            (
+                Some(Measurement::Timed { samples: x, .. }),
+                Some(Measurement::Timed { samples: y, .. }),
+            ) => {
                 let (v, ratio, ci, note) = judge_timed(x, y, res.direction, &rule, fnv(name));
                 res.verdict = v;
                 res.ratio = ratio.or(res.ratio);
@@ -427,11 +428,7 @@ pub fn gate(
     let gated_timed = results
         .iter()
         .any(|r| r.timed && r.verdict != Verdict::Skipped);
-    let host = |r: &LoadedRecord| {
-        r.at("provenance/host/cpu_model")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
+    let host = |r: &LoadedRecord| Some(r.envelope.provenance.host.cpu_model.clone());
     if gated_timed && host(baseline) != host(current) {
         notes.push(format!(
             "timed metrics compared across different hosts ({} vs {}): their verdicts reflect the hardware as much as the code",
@@ -448,15 +445,15 @@ pub fn gate(
     for d in &accepted_diffs {
         notes.push(format!("accepted configuration difference: {d}"));
     }
-    if current.at("provenance/git/dirty").and_then(|v| v.as_bool()) == Some(true) {
+    if current.envelope.provenance.git.dirty == Some(true) {
         notes.push("the current record was made from a dirty tree".into());
     }
     Ok(GateReport {
-        kind: current.kind.clone(),
+        kind: current.kind().to_string(),
         baseline: baseline.path.clone(),
         current: current.path.clone(),
-        workload: ec.workload_label(current),
-        config: kc,
+        workload: workload_label(current),
+        config: kc.clone(),
         accepted_diffs,
         results,
         notes,
@@ -518,8 +515,6 @@ fn fmt_ratio(r: Option<f64>, ci: Option<[f64; 2]>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-    use std::path::Path;
 
     fn rule() -> Rule {
         GateConfig::default().rule_for("x")
@@ -597,20 +592,23 @@ mod tests {
     }
 
     fn rec(path: &str, batch: u64, dtype: &str, step: f64) -> LoadedRecord {
-        let samples: Vec<_> = (0..8)
-            .map(|i| json!({"total_s": step * (1.0 + 0.001 * i as f64)}))
-            .collect();
-        LoadedRecord::from_value(
-            Path::new(path),
-            json!({
-                "schema": "ovbench.step/1",
-                "provenance": {"host": {"cpu_model": "X"}},
-                "config": {"model": "Ti/16", "resolution": 112, "batch": batch, "keep_ratio": 0.35,
-                           "dtype": dtype, "device": {"kind": "cpu"}},
-                "runs": [{"recipe": "ov1", "params_total": 5, "samples": samples}]
-            }),
+        let samples: Vec<f64> = (0..8).map(|i| step * (1.0 + 0.001 * i as f64)).collect();
+        let batch = batch.to_string();
+        crate::record::fixture(
+            path,
+            "step",
+            &[
+                ("model", "Ti/16"),
+                ("resolution", "112"),
+                ("batch", &batch),
+                ("dtype", dtype),
+                ("device", "cpu"),
+            ],
+            vec![
+                Metric::deterministic("ov1/params_total", "params", Direction::Neither, 5.0),
+                Metric::timed("ov1/step_s", "s", Direction::SmallerIsBetter, samples, 1),
+            ],
         )
-        .unwrap()
     }
 
     #[test]
@@ -649,10 +647,7 @@ mod tests {
     fn missing_metric_is_unusable_and_rerun_confirms() {
         let b = rec("b.json", 8, "f32", 1.0);
         let mut c = rec("c.json", 8, "f32", 1.0);
-        c.value["runs"][0]
-            .as_object_mut()
-            .unwrap()
-            .remove("params_total");
+        c.envelope.metrics.retain(|m| m.name != "ov1/params_total");
         let r = gate(&b, &c, &GateConfig::default(), &[]).unwrap();
         assert_eq!(r.outcome(), Outcome::Unusable);
 

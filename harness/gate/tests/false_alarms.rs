@@ -10,8 +10,8 @@
 //!   nominal one-sided level 2.5 % plus slack for the percentile bootstrap of a median.
 
 use ovbench_gate::config::GateConfig;
-use ovbench_gate::metric::Direction;
 use ovbench_gate::verdict::{gate, judge_timed, Outcome, Verdict};
+use ovbench_gate::Direction;
 use ovbench_gate::LoadedRecord;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -91,12 +91,19 @@ fn step_record(path: &str, rng: &mut ChaCha8Rng, scale: f64) -> LoadedRecord {
     };
     let v = json!({
         "schema": "ovbench.step/1",
-        "provenance": {"host": {"cpu_model": "Synthetic CPU"}},
+        "provenance": {
+            "created_utc": "2026-01-01T00:00:00Z", "command_line": ["ovbench", "step"],
+            "git": {"commit": "0353d5e0353d5e0353d5e0353d5e0353d5e0353d", "dirty": false, "note": null},
+            "host": {"hostname": null, "cpu_model": "Synthetic CPU", "physical_cores": 1, "logical_cpus": 2,
+                     "memory_bytes": 1000, "os": "Linux", "kernel": null},
+            "build": {"crate_version": "0.1.0", "rustc": "1.95", "profile": "release", "opt_level": "3",
+                      "target": "x86_64", "features": []}
+        },
         "config": {"model": "Ti/16", "resolution": 112, "batch": 8, "keep_ratio": 0.35, "dtype": "f32",
                    "device": {"kind": "cpu"}, "steps": N, "warmup": 2, "seed": 0},
         "runs": [run("ov1", rng, 1.0), run("ov2", rng, 0.6)]
     });
-    LoadedRecord::from_value(Path::new(path), v).unwrap()
+    LoadedRecord::from_value(Path::new(path), &v).unwrap()
 }
 
 #[test]

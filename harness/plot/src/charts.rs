@@ -1,10 +1,13 @@
 //! The four charts, each drawn once per backend (SVG and PNG) from the same description.
 
 use crate::font::{ensure_registered, FAMILY};
+use crate::series::{step_views, PublishedRatio, Quantity, StepView};
 use crate::PlotError;
-use ovbench_gate::view::StepView;
+use crate::Published;
+use image::ImageEncoder;
+use ovbench_harness::envelope::Envelope;
+use ovbench_harness::io::OutputSet;
 use ovbench_harness::stats::{self, Summary};
-use ovbench_reference::{claims, metric, table4, Claim};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -29,8 +32,7 @@ const PUBLISHED: [RGBColor; 4] = [
 
 #[derive(Debug, Clone, Default)]
 pub struct ReportOptions {
-    /// Memory of the measuring device, drawn as its cap on the memory-versus-batch chart
-    /// (taken from a GPU snapshot in the records when not given).
+    /// Memory of the measuring device, drawn as its cap on the memory-versus-batch chart.
     pub device_cap_bytes: Option<f64>,
 }
 
@@ -310,32 +312,29 @@ impl Chart for LineChart {
     }
 }
 
-/// Writes `<stem>.svg` and `<stem>.png` under `dir`.
-fn render<C: Chart>(c: &C, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, PlotError> {
-    let svg = dir.join(format!("{stem}.svg"));
-    let png = dir.join(format!("{stem}.png"));
+/// `<stem>.svg` and `<stem>.png` drawn in memory, as (file name, bytes): nothing reaches the
+/// disk until every chart is drawn (see [`report`]).
+fn render<C: Chart>(c: &C, stem: &str) -> Result<Vec<(String, Vec<u8>)>, PlotError> {
+    let (svg_name, png_name) = (format!("{stem}.svg"), format!("{stem}.png"));
+    let draw_err = |name: &str| {
+        let path = PathBuf::from(name);
+        move |message| PlotError::Draw { path, message }
+    };
+    let mut svg = String::new();
     {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
-        c.draw(&root).map_err(|message| PlotError::Draw {
-            path: svg.clone(),
-            message,
-        })?;
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        c.draw(&root).map_err(draw_err(&svg_name))?;
     }
+    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
-        c.draw(&root).map_err(|message| PlotError::Draw {
-            path: png.clone(),
-            message,
-        })?;
+        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+        c.draw(&root).map_err(draw_err(&png_name))?;
     }
-    // Backends report some write failures only on drop; make sure both files exist.
-    for p in [&svg, &png] {
-        std::fs::metadata(p).map_err(|cause| PlotError::Io {
-            path: p.clone(),
-            cause,
-        })?;
-    }
-    Ok(vec![svg, png])
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, SIZE.0, SIZE.1, image::ColorType::Rgb8)
+        .map_err(|e| draw_err(&png_name)(e.to_string()))?;
+    Ok(vec![(svg_name, svg.into_bytes()), (png_name, png)])
 }
 
 /// Groups of views sharing (setting, hardware), in first-seen order.
@@ -421,7 +420,7 @@ fn memory_chart(views: &[StepView]) -> (BarChart, bool) {
     let device = views
         .iter()
         .any(|v| v.runs.iter().any(|r| r.device_peak_bytes.is_some()));
-    let peak = |r: &ovbench_gate::view::RunView| {
+    let peak = |r: &crate::series::RunView| {
         if device {
             r.device_peak_bytes
         } else {
@@ -489,35 +488,19 @@ type PublishedRatios = BTreeMap<String, (f64, Option<(f64, f64)>)>;
 /// Table 4 points per (recipe, backbone@resolution): (fits, out of memory), (batch, GB).
 type PaperPoints = BTreeMap<(String, String), (Vec<(f64, f64)>, Vec<(f64, f64)>)>;
 
-/// Published ratio claims for one category, keyed by `backbone@resolution`.
-fn published(all: &[Claim], metric: &str) -> PublishedRatios {
+/// Published ratios of one quantity, keyed by `backbone@resolution`.
+fn published(all: &[PublishedRatio], q: Quantity) -> PublishedRatios {
     all.iter()
-        .filter(|c| c.metric == metric)
-        .filter_map(|c| {
-            let v = c.published_value()?;
-            let band = c.tolerance.as_ref().map(|t| {
-                let b = t.band(v);
-                (b.lo, b.hi)
-            });
-            Some((
-                format!("{}@{}", c.setting.backbone, c.setting.resolution),
-                (v, band),
-            ))
-        })
+        .filter(|r| r.quantity == q)
+        .map(|r| (r.setting.clone(), (r.value, r.band)))
         .collect()
 }
 
-fn ratio_chart(views: &[StepView]) -> Result<Option<BarChart>, PlotError> {
+fn ratio_chart(views: &[StepView], paper: &Published) -> Option<BarChart> {
     let cats = [
-        (
-            "time (measured: step; paper: schedule)",
-            metric::SCHEDULE_TIME_RATIO_OV2_OV1,
-        ),
-        ("peak memory", metric::PEAK_MEMORY_RATIO_OV2_OV1),
-        (
-            "forward FLOPs / image",
-            metric::FLOPS_PER_IMAGE_RATIO_OV2_OV1,
-        ),
+        ("time (measured: step; paper: schedule)", Quantity::Time),
+        ("peak memory", Quantity::PeakMemory),
+        ("forward FLOPs / image", Quantity::Flops),
     ];
     let mut series = Vec::new();
     for (i, v) in views
@@ -540,35 +523,41 @@ fn ratio_chart(views: &[StepView]) -> Result<Option<BarChart>, PlotError> {
         });
     }
     if series.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let all = claims()?;
-    let per_cat: Vec<PublishedRatios> = cats.iter().map(|(_, m)| published(all, m)).collect();
+    let per_cat: Vec<PublishedRatios> = cats
+        .iter()
+        .map(|(_, q)| published(&paper.ratios, *q))
+        .collect();
     let mut keys: Vec<String> = per_cat.iter().flat_map(|m| m.keys().cloned()).collect();
     keys.sort();
     keys.dedup();
     for (i, k) in keys.iter().enumerate() {
         series.push(BarSeries {
-            name: format!("published {k} (TPU v4; whiskers: claim tolerance)"),
+            name: format!(
+                "published {k} ({}; whiskers: claim tolerance)",
+                paper.hardware
+            ),
             color: PUBLISHED[i % PUBLISHED.len()],
             bars: per_cat.iter().map(|m| m.get(k).copied()).collect(),
         });
     }
-    Ok(Some(BarChart {
+    Some(BarChart {
         title: "OpenVision 2 / OpenVision ratios: measured (whiskers: 95 % CI) vs published".into(),
         x_desc: "quantity (OV2 / OV1; below 1 = OpenVision 2 cheaper)".into(),
         y_desc: "ratio OV2 / OV1".into(),
         groups: cats.iter().map(|(c, _)| c.to_string()).collect(),
         series,
         hline: Some((1.0, "ratio 1 (no change)".into())),
-    }))
+    })
 }
 
 fn memory_batch_chart(
     views: &[StepView],
+    paper_data: &Published,
     opts: &ReportOptions,
     device: bool,
-) -> Result<Option<LineChart>, PlotError> {
+) -> Option<LineChart> {
     // (recipe, model@res, hardware) -> batch -> peak bytes (median over repeats).
     let mut curves: BTreeMap<(String, String, String), BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for v in views {
@@ -587,7 +576,7 @@ fn memory_batch_chart(
                 curves
                     .entry((
                         r.recipe.clone(),
-                        format!("{}@{}", v.model, res),
+                        format!("{}@{}{}", v.model, res, v.extra),
                         short(&v.hardware, 24),
                     ))
                     .or_default()
@@ -599,7 +588,7 @@ fn memory_batch_chart(
     }
     curves.retain(|_, pts| pts.len() >= 2);
     if curves.is_empty() {
-        return Ok(None);
+        return None;
     }
     const GB: f64 = 1e9;
     let mut out = Vec::new();
@@ -615,27 +604,24 @@ fn memory_batch_chart(
             cross: false,
         });
     }
-    let t4 = table4()?;
-    let cap = t4.memory_cap_gb;
+    let cap = paper_data.memory_cap_gb;
     let mut paper: PaperPoints = BTreeMap::new();
-    for row in &t4.rows {
+    for p in &paper_data.memory {
         let e = paper
-            .entry((
-                row.recipe.key().to_string(),
-                format!("{}@{}", row.backbone, row.resolution),
-            ))
+            .entry((p.recipe.clone(), p.setting.clone()))
             .or_default();
-        match row.peak_memory_gb {
-            Some(gb) if !row.oom => e.0.push((row.per_chip_batch as f64, gb)),
-            _ => e.1.push((row.per_chip_batch as f64, cap)),
+        match p.peak_gb {
+            Some(gb) => e.0.push((p.per_chip_batch, gb)),
+            None => e.1.push((p.per_chip_batch, cap)),
         }
     }
     for (i, ((recipe, setting), (fits, ooms))) in paper.into_iter().enumerate() {
         let color = PUBLISHED[i % PUBLISHED.len()];
         out.push(Curve {
             name: format!(
-                "paper {} {setting} (Table 4, per TPU v4 chip)",
-                recipe_name(&recipe)
+                "paper {} {setting} ({})",
+                recipe_name(&recipe),
+                paper_data.memory_source
             ),
             color,
             points: fits,
@@ -652,9 +638,12 @@ fn memory_batch_chart(
             });
         }
     }
-    let mut hlines = vec![(cap, format!("paper cap: {cap} GB per TPU v4 chip"), BLACK)];
-    let gpu_cap = views.iter().find_map(|v| v.device_memory_bytes);
-    if let Some(c) = opts.device_cap_bytes.or(gpu_cap) {
+    let mut hlines = vec![(
+        cap,
+        format!("paper cap: {cap} GB per {}", paper_data.hardware),
+        BLACK,
+    )];
+    if let Some(c) = opts.device_cap_bytes {
         hlines.push((
             c / GB,
             format!("measuring device cap: {:.1} GB", c / GB),
@@ -662,72 +651,60 @@ fn memory_batch_chart(
         ));
     }
     let what = if device { "device" } else { "host allocator" };
-    Ok(Some(LineChart {
+    Some(LineChart {
         title: "Peak memory versus batch, measured and published".into(),
         x_desc: "batch per device (images, log scale; paper: global batch / 32 chips)".into(),
         y_desc: format!("peak memory (GB = 1e9 bytes, log scale; measured: {what})"),
         curves: out,
         hlines,
-    }))
+    })
 }
 
-/// Draws every chart the records allow into `out` and writes an `index.md` beside them.
-pub fn report(views: &[StepView], out: &Path, opts: &ReportOptions) -> Result<Report, PlotError> {
+/// Draws every chart the step records among `records` allow, and writes them with an
+/// `index.md` into `out`, all or none (a failed write leaves no partial picture behind).
+pub fn report(
+    records: &[(PathBuf, Envelope)],
+    paper: &Published,
+    out: &Path,
+    opts: &ReportOptions,
+) -> Result<Report, PlotError> {
+    let (views, others) = step_views(records);
     if views.is_empty() {
         return Err(PlotError::NoRecords);
     }
     ensure_registered().map_err(PlotError::Font)?;
-    std::fs::create_dir_all(out).map_err(|cause| PlotError::Io {
-        path: out.to_path_buf(),
-        cause,
-    })?;
-    let mut files = Vec::new();
-    let mut notes = Vec::new();
+    let mut written: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut notes: Vec<String> = others
+        .iter()
+        .map(|p| format!("{}: not a step record, not plotted", p.display()))
+        .collect();
     let mut index = String::from("# ovbench report\n\n");
-    let add = |files: &mut Vec<PathBuf>, index: &mut String, title: &str, written: Vec<PathBuf>| {
-        let name = |p: &PathBuf| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
+    let mut add = |title: &str, files: Vec<(String, Vec<u8>)>| {
         index.push_str(&format!(
             "## {title}\n\n![{title}]({})\n\n[SVG]({})\n\n",
-            name(&written[1]),
-            name(&written[0])
+            files[1].0, files[0].0
         ));
-        files.extend(written);
+        written.extend(files);
     };
     add(
-        &mut files,
-        &mut index,
         "Step time by recipe",
-        render(&step_time_chart(views), out, "step_time")?,
+        render(&step_time_chart(&views), "step_time")?,
     );
-    let (mem, device) = memory_chart(views);
-    add(
-        &mut files,
-        &mut index,
-        "Peak memory by recipe",
-        render(&mem, out, "memory")?,
-    );
-    match ratio_chart(views)? {
-        Some(c) => add(
-            &mut files,
-            &mut index,
-            "OV2 / OV1 ratios vs published",
-            render(&c, out, "ratios")?,
-        ),
+    let (mem, device) = memory_chart(&views);
+    add("Peak memory by recipe", render(&mem, "memory")?);
+    match ratio_chart(&views, paper) {
+        Some(c) => add("OV2 / OV1 ratios vs published", render(&c, "ratios")?),
         None => notes
             .push("ratios: no record measured both recipes, so no OV2/OV1 ratio to plot".into()),
     }
-    match memory_batch_chart(views, opts, device)? {
-        Some(c) => add(&mut files, &mut index, "Memory versus batch", render(&c, out, "memory_vs_batch")?),
+    match memory_batch_chart(&views, paper, opts, device) {
+        Some(c) => add("Memory versus batch", render(&c, "memory_vs_batch")?),
         None => notes.push(
             "memory_vs_batch: needs records of one workload at two or more batches (e.g. ovbench step --batch 4, 8, 16)".into(),
         ),
     }
     index.push_str("## Sources\n\n");
-    for v in views {
+    for v in &views {
         index.push_str(&format!(
             "- `{}`: {} on {}\n",
             v.path.display(),
@@ -735,18 +712,21 @@ pub fn report(views: &[StepView], out: &Path, opts: &ReportOptions) -> Result<Re
             v.hardware
         ));
     }
-    index.push_str(
-        "\nPublished numbers: OpenVision 2 paper Tables 3 and 4 (TPU v4), via the ovbench-reference claims manifest. \
-         Measured ratios on other hardware reproduce ratios, not absolute hours or GB.\n",
-    );
+    index.push_str(&format!(
+        "\nPublished numbers: {}. Measured ratios on other hardware reproduce ratios, not absolute hours or GB.\n",
+        paper.source
+    ));
     for n in &notes {
         index.push_str(&format!("\n- {n}"));
     }
-    let idx = out.join("index.md");
-    std::fs::write(&idx, index).map_err(|cause| PlotError::Io {
-        path: idx.clone(),
-        cause,
-    })?;
-    files.push(idx);
+    written.push(("index.md".into(), index.into_bytes()));
+    let mut set = OutputSet::default();
+    let mut files = Vec::new();
+    for (name, bytes) in written {
+        let p = out.join(name);
+        set.add(&p, bytes);
+        files.push(p);
+    }
+    set.commit()?;
     Ok(Report { files, notes })
 }

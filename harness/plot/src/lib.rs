@@ -4,7 +4,7 @@
 //! * `memory`: peak memory by recipe and workload, whiskers = min–max over repeated records.
 //! * `ratios`: measured OpenVision 2 / OpenVision ratios (step time, peak memory, forward
 //!   FLOPs) beside the paper's, whose whiskers are the claim tolerance bands; the published
-//!   numbers come from `ovbench-reference`, never from this crate.
+//!   numbers are handed in ([`Published`]), never held by this crate.
 //! * `memory_vs_batch`: peak memory against batch when records at two or more batches of
 //!   one workload exist, with the paper's Table 4 points and its 32 GB per-chip cap.
 //!
@@ -13,8 +13,10 @@
 
 mod charts;
 mod font;
+pub mod series;
 
 pub use charts::{report, Report, ReportOptions};
+pub use series::{PaperPoint, Published, PublishedRatio, Quantity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
@@ -28,8 +30,8 @@ pub enum PlotError {
         path: std::path::PathBuf,
         message: String,
     },
-    #[error("published reference data: {0}")]
-    Reference(#[from] ovbench_reference::ReferenceError),
+    #[error(transparent)]
+    Write(#[from] ovbench_harness::IoError),
     #[error("no step records to plot")]
     NoRecords,
     #[error("embedded font: {0}")]

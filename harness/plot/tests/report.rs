@@ -1,39 +1,103 @@
 //! Plots for records made here: files exist, are valid SVG / PNG, and name their series.
 
-use ovbench_gate::view::StepView;
-use ovbench_gate::LoadedRecord;
-use ovbench_plot::{report, ReportOptions};
-use serde_json::json;
-use std::path::Path;
+use ovbench_harness::envelope::{Direction::*, Envelope, Metric, Schema};
+use ovbench_plot::{report, PaperPoint, Published, PublishedRatio, Quantity, ReportOptions};
+use std::path::{Path, PathBuf};
 
-fn run(recipe: &str, batch: u64, step: f64) -> serde_json::Value {
-    let samples: Vec<_> = (0..6)
-        .map(|i| json!({"step": i + 2, "total_s": step * (1.0 + 0.01 * i as f64)}))
-        .collect();
-    let per_image = if recipe == "ov1" { 3.0e6 } else { 1.6e6 };
-    json!({
-        "recipe": recipe,
-        "params_total": 6_000_000,
-        "forward_flops_per_image_total": if recipe == "ov1" { 1.0e9 } else { 0.7e9 },
-        "samples": samples,
-        "summary": {"step_s": {"n": 6, "median": step * 1.025, "ci95": [step, step * 1.05]},
-                    "images_per_s": batch as f64 / step, "achieved_flops_per_s": 2.0e10},
-        "memory": {"allocator_active": true, "peak_over_baseline_bytes": 40_000_000 + batch * per_image as u64}
-    })
+fn envelope(batch: u64, hw: &str) -> Envelope {
+    let provenance = serde_json::from_value(serde_json::json!({
+        "created_utc": "2026-01-01T00:00:00Z", "command_line": ["ovbench", "step"],
+        "git": {"commit": "0353d5e0353d5e0353d5e0353d5e0353d5e0353d", "dirty": false, "note": null},
+        "host": {"hostname": null, "cpu_model": hw, "physical_cores": 1, "logical_cpus": 2,
+                 "memory_bytes": 1000, "os": "Linux", "kernel": null},
+        "build": {"crate_version": "0.1.0", "rustc": "1.95", "profile": "release", "opt_level": "3",
+                  "target": "x86_64", "features": []}
+    }))
+    .unwrap();
+    let mut metrics = Vec::new();
+    for (recipe, step, per_image) in [("ov1", 0.1, 3.0e6), ("ov2", 0.06, 1.6e6)] {
+        let step = step * batch as f64;
+        metrics.push(Metric::timed(
+            format!("{recipe}/step_s"),
+            "s",
+            SmallerIsBetter,
+            (0..6).map(|i| step * (1.0 + 0.01 * i as f64)).collect(),
+            2,
+        ));
+        metrics.push(Metric::deterministic(
+            format!("{recipe}/memory/peak_over_baseline_bytes"),
+            "bytes",
+            SmallerIsBetter,
+            40e6 + batch as f64 * per_image,
+        ));
+    }
+    metrics.push(Metric::deterministic(
+        "ov2_over_ov1/peak_memory",
+        "ratio",
+        SmallerIsBetter,
+        0.7,
+    ));
+    metrics.push(Metric::deterministic(
+        "ov2_over_ov1/forward_flops",
+        "ratio",
+        SmallerIsBetter,
+        0.7,
+    ));
+    Envelope {
+        schema: Schema::new("step", 2),
+        provenance,
+        workload: [
+            ("model", "Ti/16"),
+            ("resolution", "112"),
+            ("batch", &batch.to_string()),
+            ("kernels", "fused"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        hardware: hw.into(),
+        metrics,
+        conditions: Vec::new(),
+    }
 }
 
-fn record(dir: &Path, batch: u64, hw: &str) -> StepView {
-    let v = json!({
-        "schema": "ovbench.step/1",
-        "provenance": {"host": {"cpu_model": hw, "logical_cpus": 2}},
-        "config": {"model": {"size": "Ti", "patch": 16}, "resolution": 112, "batch": batch, "keep_ratio": 0.35,
-                   "dtype": "f32", "device": {"kind": "cpu"}, "steps": 6, "warmup": 2, "seed": 0},
-        "runs": [run("ov1", batch, 0.1 * batch as f64), run("ov2", batch, 0.06 * batch as f64)],
-        "ratios_ov2_over_ov1": {"step_time": {"value": 0.6, "ci95": [0.57, 0.63]}, "peak_memory": 0.7, "forward_flops": 0.7}
-    });
-    let path = dir.join(format!("step-b{batch}-{hw}.json"));
-    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
-    StepView::from_record(&LoadedRecord::load(&path).unwrap()).unwrap()
+fn record(batch: u64, hw: &str) -> (PathBuf, Envelope) {
+    (
+        Path::new(&format!("step-b{batch}-{hw}.json")).to_path_buf(),
+        envelope(batch, hw),
+    )
+}
+
+/// Stand-in published figures (the real ones live in ovbench-reference, not here).
+fn paper() -> Published {
+    let ratio = |q, setting: &str, value| PublishedRatio {
+        quantity: q,
+        setting: setting.into(),
+        value,
+        band: Some((value * 0.9, value * 1.1)),
+    };
+    let point = |recipe: &str, b: f64, gb: Option<f64>| PaperPoint {
+        recipe: recipe.into(),
+        setting: "L/14@224".into(),
+        per_chip_batch: b,
+        peak_gb: gb,
+    };
+    Published {
+        ratios: vec![
+            ratio(Quantity::Time, "L/14@224", 0.69),
+            ratio(Quantity::PeakMemory, "L/14@224", 0.56),
+            ratio(Quantity::Time, "SoViT-400M/14@384", 0.5),
+        ],
+        memory: vec![
+            point("ov1", 64.0, Some(24.5)),
+            point("ov2", 64.0, Some(13.8)),
+            point("ov1", 128.0, None),
+        ],
+        memory_cap_gb: 32.0,
+        memory_source: "Table 4, per TPU v4 chip".into(),
+        hardware: "TPU v4 chip".into(),
+        source: "test figures".into(),
+    }
 }
 
 fn png_size(bytes: &[u8]) -> (u32, u32) {
@@ -47,16 +111,14 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 #[test]
 fn all_charts_for_records_at_several_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let views: Vec<StepView> = [4, 8, 16]
-        .iter()
-        .map(|&b| record(dir.path(), b, "Test CPU"))
-        .collect();
+    let views: Vec<_> = [4, 8, 16].iter().map(|&b| record(b, "Test CPU")).collect();
     // OVBENCH_PLOT_KEEP=DIR keeps the pictures for a look.
     let out = std::env::var_os("OVBENCH_PLOT_KEEP")
         .map(Into::into)
         .unwrap_or_else(|| dir.path().join("plots"));
     let r = report(
         &views,
+        &paper(),
         &out,
         &ReportOptions {
             device_cap_bytes: Some(2e9),
@@ -128,12 +190,9 @@ fn all_charts_for_records_at_several_batches() {
 #[test]
 fn single_batch_skips_the_curve_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let views = vec![
-        record(dir.path(), 8, "CPU A"),
-        record(dir.path(), 8, "CPU B"),
-    ];
+    let views = vec![record(8, "CPU A"), record(8, "CPU B")];
     let out = dir.path().join("plots");
-    let r = report(&views, &out, &ReportOptions::default()).unwrap();
+    let r = report(&views, &paper(), &out, &ReportOptions::default()).unwrap();
     assert!(!out.join("memory_vs_batch.svg").exists());
     assert!(
         r.notes.iter().any(|n| n.contains("two or more batches")),
@@ -147,5 +206,19 @@ fn single_batch_skips_the_curve_and_says_why() {
 #[test]
 fn no_records_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(report(&[], dir.path(), &ReportOptions::default()).is_err());
+    assert!(report(&[], &paper(), dir.path(), &ReportOptions::default()).is_err());
+}
+
+#[test]
+fn different_workloads_are_labelled_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, mut composed) = record(8, "CPU A");
+    composed
+        .workload
+        .insert("kernels".into(), "composed".into());
+    let views = vec![record(8, "CPU A"), (p, composed)];
+    let out = dir.path().join("plots");
+    report(&views, &paper(), &out, &ReportOptions::default()).unwrap();
+    let svg = std::fs::read_to_string(out.join("memory.svg")).unwrap();
+    assert!(svg.contains("kernels=fused") && svg.contains("kernels=composed"));
 }

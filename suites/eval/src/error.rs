@@ -56,7 +56,7 @@ pub enum EvalError {
     #[error(transparent)]
     Score(Box<ovbench_score::ScoreError>),
     #[error(transparent)]
-    Record(Box<ovbench_harness::RecordError>),
+    Record(Box<ovbench_harness::IoError>),
     #[error("{context}: {source}")]
     Candle {
         context: String,
@@ -74,8 +74,8 @@ impl From<ovbench_score::ScoreError> for EvalError {
     }
 }
 
-impl From<ovbench_harness::RecordError> for EvalError {
-    fn from(e: ovbench_harness::RecordError) -> Self {
+impl From<ovbench_harness::IoError> for EvalError {
+    fn from(e: ovbench_harness::IoError) -> Self {
         EvalError::Record(Box::new(e))
     }
 }

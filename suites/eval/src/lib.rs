@@ -20,6 +20,7 @@ pub mod openclip;
 pub mod preprocess;
 pub mod projector;
 pub mod prompt;
+pub mod record;
 pub mod run;
 pub mod tensors;
 

@@ -11,10 +11,14 @@ use crate::openclip::{self, TowerOptions, VisionTower};
 use crate::preprocess::{self, Preprocess};
 use crate::projector::Projector;
 use crate::prompt::{Conv, PromptStyle, TaskConfig, IMAGE_PLACEHOLDER};
+use crate::record::{
+    CacheInfo, Counts, DataInfo, EvalMemory, EvalRecord, EvalTiming, HashedFile, ItemLine,
+    LlmShape, ModelInfo, ProjectorShape, Throughput,
+};
 use candle_core::{DType, Device, Tensor};
 use ovbench_score::{Compat, MatchPolicy, Report, Task};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -68,7 +72,7 @@ pub struct ItemResult {
 
 pub struct Outcome {
     /// The record body (wrap it in `ovbench_harness::Record`).
-    pub body: Value,
+    pub body: EvalRecord,
     pub report: Report,
     pub items: Vec<ItemResult>,
     pub computed: usize,
@@ -173,19 +177,23 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
 
     // Hashes of every weight file and of the configuration that decides the answers.
     let t_hash = Instant::now();
-    let mut weights =
-        vec![json!({"role": "encoder", "path": o.encoder, "sha256": hash_file(&o.encoder)?})];
+    let hashed = |role: &str, path: &Path| -> Result<HashedFile> {
+        Ok(HashedFile {
+            role: role.into(),
+            path: path.to_path_buf(),
+            sha256: hash_file(path)?,
+        })
+    };
+    let mut weights = vec![hashed("encoder", &o.encoder)?];
     if let Some(c) = &model.tower.cfg.config_file {
-        weights.push(json!({"role": "encoder-config", "path": c, "sha256": hash_file(c)?}));
+        weights.push(hashed("encoder-config", c)?);
     }
-    weights.push(
-        json!({"role": "projector", "path": o.projector, "sha256": hash_file(&o.projector)?}),
-    );
+    weights.push(hashed("projector", &o.projector)?);
     for f in &model.llm.weight_files {
-        weights.push(json!({"role": "llm", "path": f, "sha256": hash_file(f)?}));
+        weights.push(hashed("llm", f)?);
     }
-    weights.push(json!({"role": "llm-config", "path": model.llm.config_file, "sha256": hash_file(&model.llm.config_file)?}));
-    weights.push(json!({"role": "tokenizer", "path": model.llm.tokenizer_file, "sha256": hash_file(&model.llm.tokenizer_file)?}));
+    weights.push(hashed("llm-config", &model.llm.config_file)?);
+    weights.push(hashed("tokenizer", &model.llm.tokenizer_file)?);
     let task_config = json!({
         "task": tc,
         "preprocess": pre,
@@ -197,10 +205,7 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         "decoding": "greedy",
     });
     let task_config_sha256 = sha256_bytes(task_config.to_string().as_bytes());
-    let weight_hashes: Vec<&str> = weights
-        .iter()
-        .filter_map(|w| w["sha256"].as_str())
-        .collect();
+    let weight_hashes: Vec<&str> = weights.iter().map(|w| w.sha256.as_str()).collect();
     let run_key =
         sha256_bytes(format!("{}\n{}", weight_hashes.join("\n"), task_config_sha256).as_bytes());
     let hash_s = t_hash.elapsed().as_secs_f64();
@@ -289,47 +294,92 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
     let end_mem = ovbench_harness::alloc::snapshot();
     let total_s = t_start.elapsed().as_secs_f64();
 
-    let mut report_json = serde_json::to_value(&report).expect("reports serialise");
-    if let Some(m) = report_json.get_mut("missing") {
-        let n = report.missing.len();
-        *m = json!({"count": n, "first": report.missing.iter().take(20).collect::<Vec<_>>()});
-    }
     let per_s = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    let body = json!({
-        "task": o.task.name(),
-        "compat": o.compat.label(),
-        "data": {"path": o.data, "format": ds.format, "questions": n_total, "evaluated": items.len(),
-                 "annotation_sha256": ds.annotations.files.iter().map(|f| hash_file(f)).collect::<Result<Vec<_>>>()?},
-        "weights": weights,
-        "task_config": task_config,
-        "task_config_sha256": task_config_sha256,
-        "run_key": run_key,
-        "model": {
-            "vision": model.tower.cfg,
-            "llm": {"hidden_size": model.llm.config.hidden_size, "layers": model.llm.config.num_hidden_layers,
-                    "vocab_size": model.llm.config.vocab_size, "heads": model.llm.config.num_attention_heads,
-                    "kv_heads": model.llm.config.num_key_value_heads},
-            "projector": {"type": "mlp2x_gelu", "in": model.projector.in_dim, "out": model.projector.out_dim},
-            "device": format!("{:?}", o.device),
+    let body = EvalRecord {
+        task: o.task.name().into(),
+        compat: o.compat.label().into(),
+        data: DataInfo {
+            path: o.data.clone(),
+            format: ds.format.to_string(),
+            questions: n_total,
+            evaluated: items.len(),
+            annotation_sha256: ds
+                .annotations
+                .files
+                .iter()
+                .map(|f| hash_file(f))
+                .collect::<Result<Vec<_>>>()?,
         },
-        "predictions": o.predictions,
-        "cache": {"path": o.cache, "enabled": o.cache.is_some(), "kv_cache": o.kv_cache,
-                  "loaded_entries": cache.as_ref().map(|c| c.loaded), "dropped_partial_line": cache.as_ref().map(|c| c.dropped_partial),
-                  "bookkeeping_s": cache_s},
-        "counts": {"computed": computed, "from_cache": from_cache},
-        "timing_s": {"total": total_s, "load_models": load_s, "hash_files": hash_s, "loop": loop_s,
-                     "image_encoding": encode_s, "prefill": prefill_s, "decode": decode_s, "cache_bookkeeping": cache_s},
-        "throughput": {"new_tokens": new_tokens, "prompt_tokens": prompt_tokens,
-                       "decode_tokens_per_s": per_s(new_tokens, decode_s),
-                       "prefill_tokens_per_s": per_s(prompt_tokens, prefill_s),
-                       "items_per_s": per_s(computed, loop_s)},
-        "memory": {"allocator_active": ovbench_harness::alloc::is_active(),
-                   "peak_bytes_over_start": end_mem.peak_bytes.saturating_sub(start_mem.current_bytes),
-                   "peak_rss_bytes": peak_rss()},
-        "report": report_json,
-        "items": results.iter().map(|r| json!({"id": r.id, "prompt_tokens": r.prompt_tokens, "new_tokens": r.tokens.len(),
-                  "stop": r.stop, "cached": r.cached, "encode_s": r.encode_s, "prefill_s": r.prefill_s, "decode_s": r.decode_s})).collect::<Vec<_>>(),
-    });
+        weights,
+        task_config,
+        task_config_sha256,
+        run_key,
+        model: ModelInfo {
+            vision: serde_json::to_value(&model.tower.cfg).expect("configs serialise"),
+            llm: LlmShape {
+                hidden_size: model.llm.config.hidden_size,
+                layers: model.llm.config.num_hidden_layers,
+                vocab_size: model.llm.config.vocab_size,
+                heads: model.llm.config.num_attention_heads,
+                kv_heads: model.llm.config.num_key_value_heads,
+            },
+            projector: ProjectorShape {
+                kind: "mlp2x_gelu".into(),
+                in_dim: model.projector.in_dim,
+                out_dim: model.projector.out_dim,
+            },
+            device: format!("{:?}", o.device),
+        },
+        predictions: o.predictions.clone(),
+        cache: CacheInfo {
+            path: o.cache.clone(),
+            enabled: o.cache.is_some(),
+            kv_cache: o.kv_cache,
+            loaded_entries: cache.as_ref().map(|c| c.loaded),
+            dropped_partial_line: cache.as_ref().map(|c| c.dropped_partial),
+            bookkeeping_s: cache_s,
+        },
+        counts: Counts {
+            computed,
+            from_cache,
+        },
+        timing_s: EvalTiming {
+            total: total_s,
+            load_models: load_s,
+            hash_files: hash_s,
+            r#loop: loop_s,
+            image_encoding: encode_s,
+            prefill: prefill_s,
+            decode: decode_s,
+            cache_bookkeeping: cache_s,
+        },
+        throughput: Throughput {
+            new_tokens,
+            prompt_tokens,
+            decode_tokens_per_s: per_s(new_tokens, decode_s),
+            prefill_tokens_per_s: per_s(prompt_tokens, prefill_s),
+            items_per_s: per_s(computed, loop_s),
+        },
+        memory: EvalMemory {
+            allocator_active: ovbench_harness::alloc::is_active(),
+            peak_bytes_over_start: end_mem.peak_bytes.saturating_sub(start_mem.current_bytes),
+            peak_rss_bytes: peak_rss(),
+        },
+        report: (&report).into(),
+        items: results
+            .iter()
+            .map(|r| ItemLine {
+                id: r.id.clone(),
+                prompt_tokens: r.prompt_tokens,
+                new_tokens: r.tokens.len(),
+                stop: r.stop.clone(),
+                cached: r.cached,
+                encode_s: r.encode_s,
+                prefill_s: r.prefill_s,
+                decode_s: r.decode_s,
+            })
+            .collect(),
+    };
     Ok(Outcome {
         body,
         report,

@@ -59,8 +59,8 @@ fn every_task_and_format_runs_end_to_end_and_scores() {
         // The predictions file is what `ovbench score` reads.
         let preds = ovbench_score::readers::read_predictions(&out.join("preds.jsonl")).unwrap();
         assert_eq!(preds.items.len(), N);
-        assert!(!o.body["data"]["format"].as_str().unwrap().is_empty());
-        assert!(o.body["throughput"]["new_tokens"].as_u64().unwrap() > 0);
+        assert!(!o.body.data.format.is_empty());
+        assert!(o.body.throughput.new_tokens > 0);
         let mut texts: Vec<String> = o.items.iter().map(|r| r.prediction.clone()).collect();
         if *task == Task::ChartQa {
             texts.sort(); // the JSON layout puts the human split first
@@ -297,7 +297,7 @@ fn a_run_cut_short_resumes_without_recomputing_and_ends_the_same() {
     o.limit = None;
     let second = run(&o).unwrap();
     assert_eq!((second.computed, second.cached), (4, 2));
-    assert_eq!(second.body["cache"]["dropped_partial_line"], true);
+    assert_eq!(second.body.cache.dropped_partial_line, Some(true));
     assert_eq!(predictions(&second), predictions(&reference));
     let third = run(&o).unwrap();
     assert_eq!((third.computed, third.cached), (0, 6));

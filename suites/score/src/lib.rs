@@ -38,6 +38,7 @@ pub mod ocrbench;
 pub mod pandas;
 pub mod py;
 pub mod readers;
+pub mod record;
 pub mod report;
 pub mod stats;
 pub mod textvqa;

@@ -107,7 +107,7 @@ pub struct ItemScore {
     pub seen_as: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CategoryScore {
     pub name: String,
     pub n: usize,
@@ -118,7 +118,7 @@ pub struct CategoryScore {
 }
 
 /// The score as the toolkit itself would print it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ToolkitScore {
     /// The toolkit's name for the number, e.g. `exact_match,none` or `Final Score`.
     pub metric: String,

@@ -1,13 +1,13 @@
 //! Standard errors, confidence intervals, the paired difference and the TOST equivalence
 //! test. Everything is closed-form, so results are a pure function of the per-item scores.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Two-sided 95 % normal quantile.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
 /// Mean, standard error and a 95 % interval of per-item scores.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeanCi {
     pub n: usize,
     pub mean: f64,
@@ -44,7 +44,7 @@ pub fn mean_ci(xs: &[f64]) -> Option<MeanCi> {
 }
 
 /// A paired comparison of two score vectors on the same items.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairedStats {
     pub n: usize,
     pub mean_a: f64,
@@ -53,7 +53,9 @@ pub struct PairedStats {
     pub diff: f64,
     pub se: f64,
     pub ci95: [f64; 2],
-    /// Two-sided paired t-test of diff = 0.
+    /// Two-sided paired t-test of diff = 0 (infinite when every item moved the same way by
+    /// the same amount; JSON writes that as null).
+    #[serde(deserialize_with = "null_as_nan")]
     pub t: f64,
     pub p_two_sided: f64,
     /// Items where b scored higher / lower than a.
@@ -63,7 +65,7 @@ pub struct PairedStats {
 }
 
 /// Two one-sided tests of H0: |diff| >= margin, at alpha = 0.05.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tost {
     pub margin: f64,
     pub alpha: f64,
@@ -75,6 +77,11 @@ pub struct Tost {
     /// The 90 % interval; equivalence holds iff it lies inside (-margin, +margin).
     pub ci90: [f64; 2],
     pub equivalent: bool,
+}
+
+/// JSON has no infinities or NaN (serde writes them as null): read null back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Paired statistics of `b - a`. `None` if there are no pairs or the margin is not positive.

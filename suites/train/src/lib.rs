@@ -19,6 +19,7 @@ pub mod optim;
 mod optim_cuda;
 pub mod params;
 pub mod recipe;
+pub mod records;
 pub mod repro;
 pub mod step;
 pub mod text_encoder;

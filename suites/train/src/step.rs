@@ -15,9 +15,6 @@ use ovbench_harness::{alloc, clock, probe, stats, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Schema version of the step record body.
-pub const STEP_SCHEMA_VERSION: u32 = 1;
-
 /// Everything that determines a step run. Stored whole in the record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepConfig {
