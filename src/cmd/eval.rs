@@ -56,6 +56,21 @@ pub struct EvalArgs {
     /// Override the task's max_new_tokens
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
+    /// BOS tokens of the llama_3 prompt: llava (LLaVA-NeXT's code: the chat template's BOS
+    /// plus tokenizer_image_token's, two in all) or single (one)
+    #[arg(long, default_value = "llava")]
+    pub bos: String,
+    /// Stop at the task's `until` strings (TextVQA: "ASSISTANT:"); lmms-eval's LLaVA adapter
+    /// ignores them, so the default does too
+    #[arg(long)]
+    pub apply_until: bool,
+    /// Image resize: pil (PIL's Image.resize, as open_clip's transform) or image-crate
+    #[arg(long, default_value = "pil")]
+    pub resample: String,
+    /// Write per-item prompt ids, generated ids, top-2 logit gaps and pixels to this folder
+    /// (for scripts/eval-reference.sh)
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Vision feature layer (LLaVA mm_vision_select_layer; -2 = penultimate block)
     #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
     pub select_layer: i64,
@@ -127,6 +142,11 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         "auto" => None,
         c => Some(Conv::parse(c).with_context(|| format!("--conv: unknown template '{c}'"))?),
     };
+    let bos = ovbench_eval::prompt::BosMode::parse(&a.bos)
+        .with_context(|| format!("--bos must be llava or single, got '{}'", a.bos))?;
+    let resample = ovbench_eval::preprocess::Resample::parse(&a.resample).with_context(|| {
+        format!("--resample must be pil or image-crate, got '{}'", a.resample)
+    })?;
     let gelu = match a.vision_gelu.as_str() {
         "erf" => Gelu::Erf,
         "tanh" => Gelu::Tanh,
@@ -169,6 +189,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         ocr: a.ocr,
         conv,
         max_new_tokens: a.max_new_tokens,
+        bos,
+        apply_until: a.apply_until,
+        resample,
+        trace: a.trace,
         select_layer: a.select_layer,
         pad_to_square: !a.no_pad,
         compat,

@@ -25,6 +25,10 @@ fn options(m: &TinyModels, task: Task, data: &Path, out: &Path) -> EvalOptions {
         ocr: false,
         conv: None,
         max_new_tokens: Some(6),
+        bos: ovbench_eval::prompt::BosMode::Llava,
+        apply_until: false,
+        resample: ovbench_eval::preprocess::Resample::Pil,
+        trace: None,
         select_layer: -2,
         pad_to_square: true,
         compat: Compat::LmmsEval,
@@ -107,7 +111,7 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
     let mut o = options(&m, Task::TextVqa, &data, d.path());
     o.max_new_tokens = Some(48);
     let model = Model::load(&o).unwrap();
-    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::Llama3);
+    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::Llama3, false);
     let mut total = 0;
     for r in &rows {
         let img = ovbench_eval::preprocess::decode(&r.image).unwrap();
@@ -115,19 +119,22 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
             size: 32,
             mean: openclip::IMAGENET_MEAN,
             std: openclip::IMAGENET_STD,
+            pad_fill: [123, 116, 103],
             interpolation: "bilinear".into(),
             pad_to_square: true,
+            resample: ovbench_eval::preprocess::Resample::Pil,
         };
         let pixels = pre.pixels(&img, &Device::Cpu).unwrap();
         let emb = model.image_embeddings(&pixels, -2).unwrap();
-        let ids = model
-            .prompt_ids(&Conv::Llama3.render(&tc.user_text(&r.question, None)))
+        let rendered = model
+            .render(&tc, &tc.user_text(&r.question, None), o.bos)
             .unwrap();
+        let ids = model.prompt_ids(&rendered).unwrap();
         let prompt = Tensor::cat(
             &[
-                &model.llm.embed(&ids[0]).unwrap(),
+                &model.llm.embed(&ids.0).unwrap(),
                 &emb,
-                &model.llm.embed(&ids[1]).unwrap(),
+                &model.llm.embed(&ids.1).unwrap(),
             ],
             1,
         )
@@ -513,7 +520,7 @@ fn ocr_tokens_from_parquet_reach_the_prompt() {
     let ocr = prompt_tokens(PromptStyle::LmmsEval, true);
     let llava = prompt_tokens(PromptStyle::Llava, true);
     // "\nReference OCR token: <w>, exit" adds the same text in both styles.
-    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, true, Conv::Llama3);
+    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, true, Conv::Llama3, false);
     let with = tc.user_text("q?", Some(&rows[0].ocr));
     assert!(with.contains(&format!("Reference OCR token: {}, exit", rows[0].ocr[0])));
     for i in 0..2 {
