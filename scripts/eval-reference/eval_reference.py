@@ -660,7 +660,7 @@ def main():
         cases = [c for c in cases if not c[0].endswith("single")]
 
     refs, ref_cache = {}, {}
-    results, real, near = [], 0, 0
+    results, real, near, jpeg_input, jpeg_changed = [], 0, 0, 0, 0
     px_stats = {"PNG": [], "JPEG": []}
     for label, tmpl, llm, tower, proj, bos, task, layout, ocr in cases:
         key = (str(llm), str(tower), bos)
@@ -673,7 +673,7 @@ def main():
         items = sets[task]["items"]
         if len(ovb) != len(items):
             raise RuntimeError(f"{case}: ovbench traced {len(ovb)} items, the dataset has {len(items)}")
-        same = 0
+        same = case_jpeg = 0
         for it, o in zip(items, ovb):
             q = it.get("tsv_question", it["question"]) if layout == "tsv" else it["question"]
             memo = (key, task, tmpl, q, tuple(it["ocr"]), ocr, it["i"])
@@ -682,10 +682,23 @@ def main():
             r = ref_cache[memo]
             d = np.abs(r["pixels"].reshape(-1) - o["pixels"])
             fmt = "PNG" if it["image"].startswith(b"\x89PNG") else "JPEG"
-            px_stats[fmt].append((float(d.max()), float(d.mean()), int((d > 1e-6).sum()), d.size))
+            px_stats[fmt].append((float(d.max()), float(d.mean()), int((d > 0).sum()), d.size))
             verdict, msg = compare(r, o)
+            if d.max() > 0:
+                # Different pixels: PNG ones would be a resize / padding bug; JPEG ones come from
+                # the decoder (libjpeg-turbo in Pillow, jpeg-decoder in ovbench), measured and
+                # reported, the model comparison being moot for that item.
+                msg = f"tower input differs (max |diff| {d.max():.3g}); {msg or 'answers identical'}"
+                if fmt == "JPEG":
+                    jpeg_input += 1
+                    jpeg_changed += verdict != "identical"
+                    verdict = "jpeg-decode"
+                else:
+                    verdict = "different"
             if verdict == "identical":
                 same += 1
+            elif verdict == "jpeg-decode":
+                case_jpeg += 1
             else:
                 if verdict == "near-tie":
                     near += 1
@@ -694,7 +707,8 @@ def main():
                 print(f"  {case} item {it['i']}: {verdict}: {msg}\n    reference {r['prediction'][:60]!r}\n"
                       f"    ovbench   {o['prediction'][:60]!r}", flush=True)
         line = (f"{task:9s} {label:22s} {layout + (' --ocr' if ocr else ''):14s} "
-                f"identical {same}/{len(items)}")
+                f"identical {same}/{len(items)}"
+                + (f" ({case_jpeg} JPEG with other decoded pixels)" if case_jpeg else ""))
         results.append(line)
         print(line, flush=True)
     print()
@@ -710,9 +724,10 @@ def main():
             changed = sum(x[2] for x in s) / sum(x[3] for x in s)
             print(f"pixels after the tower's transform, {fmt} images: max |diff| {mx:.4g}, mean |diff| {mean:.3g} "
                   f"(normalised units; one 8-bit level is about {1 / 255 / 0.27:.4f}), values differing {100 * changed:.2f} %")
-    total = sum(int(l.split()[-1].split("/")[1]) for l in results)
-    ident = sum(int(l.split()[-1].split("/")[0]) for l in results)
-    print(f"items identical {ident}/{total}; near-ties {near}; real differences {real}; {time.time() - t0:.0f} s")
+    counts = [l.split("identical ")[1].split()[0].split("/") for l in results]
+    ident, total = sum(int(a) for a, _ in counts), sum(int(b) for _, b in counts)
+    print(f"items identical {ident}/{total}; near-ties {near}; real differences {real}; JPEG items whose "
+          f"decoded pixels differ {jpeg_input} (answer or tokens changed in {jpeg_changed}); {time.time() - t0:.0f} s")
     return 1 if real else 0
 
 
