@@ -58,15 +58,15 @@ pub struct EvalArgs {
     pub max_new_tokens: Option<usize>,
     /// BOS tokens of the llama_3 prompt: llava (LLaVA-NeXT's code: the chat template's BOS
     /// plus tokenizer_image_token's, two in all) or single (one)
-    #[arg(long, default_value = "llava")]
-    pub bos: String,
+    #[arg(long, value_enum, default_value = "llava")]
+    pub bos: BosArg,
     /// Stop at the task's `until` strings (TextVQA: "ASSISTANT:"); lmms-eval's LLaVA adapter
     /// ignores them, so the default does too
     #[arg(long)]
     pub apply_until: bool,
     /// Image resize: pil (PIL's Image.resize, as open_clip's transform) or image-crate
-    #[arg(long, default_value = "pil")]
-    pub resample: String,
+    #[arg(long, value_enum, default_value = "pil")]
+    pub resample: ResampleArg,
     /// Write per-item prompt ids, generated ids, top-2 logit gaps and pixels to this folder
     /// (for scripts/eval-reference.sh)
     #[arg(long)]
@@ -101,6 +101,20 @@ pub struct EvalArgs {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--bos` (see `ovbench_eval::prompt::BosMode`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BosArg {
+    Llava,
+    Single,
+}
+
+/// `--resample` (see `ovbench_eval::preprocess::Resample`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ResampleArg {
+    Pil,
+    ImageCrate,
 }
 
 #[derive(clap::Args)]
@@ -142,11 +156,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         "auto" => None,
         c => Some(Conv::parse(c).with_context(|| format!("--conv: unknown template '{c}'"))?),
     };
-    let bos = ovbench_eval::prompt::BosMode::parse(&a.bos)
-        .with_context(|| format!("--bos must be llava or single, got '{}'", a.bos))?;
-    let resample = ovbench_eval::preprocess::Resample::parse(&a.resample).with_context(|| {
-        format!("--resample must be pil or image-crate, got '{}'", a.resample)
-    })?;
+    let bos = match a.bos {
+        BosArg::Llava => ovbench_eval::prompt::BosMode::Llava,
+        BosArg::Single => ovbench_eval::prompt::BosMode::Single,
+    };
+    let resample = match a.resample {
+        ResampleArg::Pil => ovbench_eval::preprocess::Resample::Pil,
+        ResampleArg::ImageCrate => ovbench_eval::preprocess::Resample::ImageCrate,
+    };
     let gelu = match a.vision_gelu.as_str() {
         "erf" => Gelu::Erf,
         "tanh" => Gelu::Tanh,

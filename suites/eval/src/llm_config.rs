@@ -54,9 +54,9 @@ impl<'a> Reader<'a> {
     fn usize_field(&mut self, name: &str, default: Option<usize>) -> Result<usize> {
         match self.obj.get(name) {
             Some(v) if !v.is_null() => {
-                let n = v
-                    .as_u64()
-                    .ok_or_else(|| self.err(name, format!("{v}: expected a non-negative integer")))?;
+                let n = v.as_u64().ok_or_else(|| {
+                    self.err(name, format!("{v}: expected a non-negative integer"))
+                })?;
                 self.note(name, json!(n), &format!("config.json: {name}"));
                 Ok(n as usize)
             }
@@ -162,17 +162,25 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
         .and_then(|v| v.as_str())
         .unwrap_or("silu");
     if !matches!(act, "silu" | "swish") {
-        return Err(r.err(
-            "hidden_act",
-            format!("'{act}': only silu is implemented"),
-        ));
+        return Err(r.err("hidden_act", format!("'{act}': only silu is implemented")));
     }
-    r.note("hidden_act", json!(act), if obj.contains_key("hidden_act") { "config.json: hidden_act" } else { "default" });
+    r.note(
+        "hidden_act",
+        json!(act),
+        if obj.contains_key("hidden_act") {
+            "config.json: hidden_act"
+        } else {
+            "default"
+        },
+    );
     for flag in ["attention_bias", "mlp_bias"] {
         match obj.get(flag) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => {}
             Some(v) => {
-                return Err(r.err(flag, format!("{v}: biases in the Llama layers are not implemented")))
+                return Err(r.err(
+                    flag,
+                    format!("{v}: biases in the Llama layers are not implemented"),
+                ))
             }
         }
     }
@@ -182,10 +190,19 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
             false
         }
         Some(Value::Bool(b)) => {
-            r.note("tie_word_embeddings", json!(b), "config.json: tie_word_embeddings");
+            r.note(
+                "tie_word_embeddings",
+                json!(b),
+                "config.json: tie_word_embeddings",
+            );
             *b
         }
-        Some(v) => return Err(r.err("tie_word_embeddings", format!("{v}: expected true or false"))),
+        Some(v) => {
+            return Err(r.err(
+                "tie_word_embeddings",
+                format!("{v}: expected true or false"),
+            ))
+        }
     };
 
     // The rotary embedding, from either layout; the two must agree where both are given.
@@ -208,7 +225,11 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
             ));
         }
     }
-    let theta_new = r.f64_at(params.unwrap_or(&empty), "rope_theta", "rope_parameters.rope_theta")?;
+    let theta_new = r.f64_at(
+        params.unwrap_or(&empty),
+        "rope_theta",
+        "rope_parameters.rope_theta",
+    )?;
     let theta_old = r.f64_at(obj, "rope_theta", "rope_theta")?;
     let theta = match (theta_new, theta_old) {
         (Some(a), Some(b)) if a != b => {
@@ -218,7 +239,11 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
             ))
         }
         (Some(a), _) => {
-            r.note("rope_theta", json!(a), "config.json: rope_parameters.rope_theta");
+            r.note(
+                "rope_theta",
+                json!(a),
+                "config.json: rope_parameters.rope_theta",
+            );
             a
         }
         (None, Some(b)) => {
@@ -256,7 +281,11 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
         }
     };
     let prefix = kind_field.split('.').next().unwrap_or("rope_parameters");
-    if let Some(f) = r.f64_at(src, "partial_rotary_factor", &format!("{prefix}.partial_rotary_factor"))? {
+    if let Some(f) = r.f64_at(
+        src,
+        "partial_rotary_factor",
+        &format!("{prefix}.partial_rotary_factor"),
+    )? {
         if f != 1.0 {
             return Err(r.err(
                 &format!("{prefix}.partial_rotary_factor"),
@@ -269,7 +298,12 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
         "llama3" => {
             let need = |r: &Reader, name: &str| -> Result<f64> {
                 r.f64_at(src, name, &format!("{prefix}.{name}"))?
-                    .ok_or_else(|| r.err(&format!("{prefix}.{name}"), "missing (needed by rope_type llama3)"))
+                    .ok_or_else(|| {
+                        r.err(
+                            &format!("{prefix}.{name}"),
+                            "missing (needed by rope_type llama3)",
+                        )
+                    })
             };
             let c = Llama3RopeConfig {
                 factor: need(&r, "factor")? as f32,
@@ -279,7 +313,11 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
                     as usize,
                 rope_type: Llama3RopeType::Llama3,
             };
-            if let Some(a) = r.f64_at(src, "attention_factor", &format!("{prefix}.attention_factor"))? {
+            if let Some(a) = r.f64_at(
+                src,
+                "attention_factor",
+                &format!("{prefix}.attention_factor"),
+            )? {
                 if a != 1.0 {
                     return Err(r.err(
                         &format!("{prefix}.attention_factor"),
@@ -303,7 +341,15 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
             ))
         }
     };
-    r.note("rope_type", json!(kind), if kind_field == "default" { "default" } else { kind_field });
+    r.note(
+        "rope_type",
+        json!(kind),
+        if kind_field == "default" {
+            "default"
+        } else {
+            kind_field
+        },
+    );
 
     let bos = match obj.get("bos_token_id") {
         Some(v) if !v.is_null() => Some(
@@ -316,13 +362,32 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
     };
     let eos = match obj.get("eos_token_id") {
         Some(Value::Null) => None,
-        Some(v) => Some(
-            token_ids(v).ok_or_else(|| r.err("eos_token_id", format!("{v}: expected an integer or a list")))?,
-        ),
+        Some(v) => Some(token_ids(v).ok_or_else(|| {
+            r.err(
+                "eos_token_id",
+                format!("{v}: expected an integer or a list"),
+            )
+        })?),
         None => Some(vec![DEFAULT_EOS]),
     };
-    r.note("bos_token_id", json!(bos), if obj.contains_key("bos_token_id") { "config.json: bos_token_id" } else { "default" });
-    r.note("eos_token_id", json!(eos), if obj.contains_key("eos_token_id") { "config.json: eos_token_id" } else { "default" });
+    r.note(
+        "bos_token_id",
+        json!(bos),
+        if obj.contains_key("bos_token_id") {
+            "config.json: bos_token_id"
+        } else {
+            "default"
+        },
+    );
+    r.note(
+        "eos_token_id",
+        json!(eos),
+        if obj.contains_key("eos_token_id") {
+            "config.json: eos_token_id"
+        } else {
+            "default"
+        },
+    );
 
     let used: Vec<&str> = r.read.keys().map(String::as_str).collect::<Vec<_>>();
     let handled = [
@@ -419,7 +484,10 @@ pub fn check_llava_fields(
     let s = |k: &str| raw.get(k).and_then(|v| v.as_str());
     if let Some(p) = s("mm_projector_type") {
         if p != "mlp2x_gelu" {
-            return Err(err("mm_projector_type", format!("'{p}': only mlp2x_gelu is implemented")));
+            return Err(err(
+                "mm_projector_type",
+                format!("'{p}': only mlp2x_gelu is implemented"),
+            ));
         }
     }
     if let Some(f) = s("mm_vision_select_feature") {
@@ -438,7 +506,10 @@ pub fn check_llava_fields(
     }
     if let Some(m) = s("mm_patch_merge_type") {
         if m != "flat" {
-            return Err(err("mm_patch_merge_type", format!("'{m}': only flat is implemented")));
+            return Err(err(
+                "mm_patch_merge_type",
+                format!("'{m}': only flat is implemented"),
+            ));
         }
     }
     if let Some(l) = raw.get("mm_vision_select_layer").and_then(|v| v.as_i64()) {
@@ -495,22 +566,29 @@ mod tests {
     }
 
     fn err(extra: Value) -> String {
-        with(extra).err().expect("an error").to_string()
+        with(extra).expect_err("an error").to_string()
     }
 
     #[test]
     fn rope_theta_from_either_layout() {
-        let new = with(json!({"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}})).unwrap();
+        let new =
+            with(json!({"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}}))
+                .unwrap();
         let old = with(json!({"rope_theta": 500000.0})).unwrap();
         let old_null = with(json!({"rope_theta": 500000.0, "rope_scaling": null})).unwrap();
         for s in [&new, &old, &old_null] {
             assert_eq!(s.config.rope_theta, 500000.0);
             assert!(s.config.rope_scaling.is_none());
         }
-        assert_eq!(new.read["rope_theta"]["source"], "config.json: rope_parameters.rope_theta");
+        assert_eq!(
+            new.read["rope_theta"]["source"],
+            "config.json: rope_parameters.rope_theta"
+        );
         assert_eq!(with(json!({})).unwrap().config.rope_theta, 10000.0);
-        assert!(err(json!({"rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0}}))
-            .contains("rope_parameters.rope_theta"));
+        assert!(
+            err(json!({"rope_theta": 10000.0, "rope_parameters": {"rope_theta": 500000.0}}))
+                .contains("rope_parameters.rope_theta")
+        );
     }
 
     #[test]
@@ -531,10 +609,18 @@ mod tests {
             assert_eq!(s.config.rope_theta, 500000.0);
         }
         for kind in ["linear", "dynamic", "yarn", "longrope", "made-up"] {
-            let e = err(json!({"rope_parameters": {"rope_type": kind, "factor": 2.0, "rope_theta": 1e4}}));
-            assert!(e.contains("rope_parameters.rope_type") && e.contains(kind), "{e}");
+            let e = err(
+                json!({"rope_parameters": {"rope_type": kind, "factor": 2.0, "rope_theta": 1e4}}),
+            );
+            assert!(
+                e.contains("rope_parameters.rope_type") && e.contains(kind),
+                "{e}"
+            );
             let e = err(json!({"rope_scaling": {"type": kind, "factor": 2.0}}));
-            assert!(e.contains("rope_scaling.rope_type") && e.contains(kind), "{e}");
+            assert!(
+                e.contains("rope_scaling.rope_type") && e.contains(kind),
+                "{e}"
+            );
         }
         let e = err(json!({"rope_parameters": {"rope_type": "llama3", "factor": 8.0}}));
         assert!(e.contains("low_freq_factor"), "{e}");
@@ -558,8 +644,13 @@ mod tests {
         assert_eq!(s.config.rms_norm_eps, 1e-6);
         assert_eq!(s.config.num_key_value_heads, 4);
         assert_eq!(s.config.bos_token_id, Some(1));
-        assert!(matches!(s.config.eos_token_id, Some(LlamaEosToks::Single(2))));
-        let t = with(json!({"tie_word_embeddings": true, "eos_token_id": [5, 7], "pretraining_tp": 1})).unwrap();
+        assert!(matches!(
+            s.config.eos_token_id,
+            Some(LlamaEosToks::Single(2))
+        ));
+        let t =
+            with(json!({"tie_word_embeddings": true, "eos_token_id": [5, 7], "pretraining_tp": 1}))
+                .unwrap();
         assert!(t.config.tie_word_embeddings);
         assert!(matches!(&t.config.eos_token_id, Some(LlamaEosToks::Multiple(v)) if v == &[5, 7]));
         assert!(t.ignored.contains(&"pretraining_tp".to_string()));
@@ -568,15 +659,29 @@ mod tests {
     #[test]
     fn llava_fields_checked_against_options() {
         let p = Path::new("config.json");
-        assert!(check_llava_fields(p, &json!({"mm_vision_select_layer": -2, "image_aspect_ratio": "pad",
-            "mm_projector_type": "mlp2x_gelu"}), -2, true).is_ok());
-        let e = check_llava_fields(p, &json!({"mm_vision_select_layer": -1}), -2, true).unwrap_err().to_string();
+        assert!(check_llava_fields(
+            p,
+            &json!({"mm_vision_select_layer": -2, "image_aspect_ratio": "pad",
+            "mm_projector_type": "mlp2x_gelu"}),
+            -2,
+            true
+        )
+        .is_ok());
+        let e = check_llava_fields(p, &json!({"mm_vision_select_layer": -1}), -2, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mm_vision_select_layer"), "{e}");
-        let e = check_llava_fields(p, &json!({"image_aspect_ratio": "anyres"}), -2, true).unwrap_err().to_string();
+        let e = check_llava_fields(p, &json!({"image_aspect_ratio": "anyres"}), -2, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("image_aspect_ratio"), "{e}");
-        let e = check_llava_fields(p, &json!({"mm_projector_type": "linear"}), -2, true).unwrap_err().to_string();
+        let e = check_llava_fields(p, &json!({"mm_projector_type": "linear"}), -2, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mm_projector_type"), "{e}");
-        let e = check_llava_fields(p, &json!({"mm_use_im_start_end": true}), -2, true).unwrap_err().to_string();
+        let e = check_llava_fields(p, &json!({"mm_use_im_start_end": true}), -2, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mm_use_im_start_end"), "{e}");
     }
 }

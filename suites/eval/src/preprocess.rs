@@ -195,7 +195,11 @@ pub fn pil_resize(img: &RgbImage, w: u32, h: u32, cubic: bool) -> RgbImage {
                         acc[c] += p[c] as i64 * wt;
                     }
                 }
-                out.put_pixel(xx as u32, y, Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));
+                out.put_pixel(
+                    xx as u32,
+                    y,
+                    Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]),
+                );
             }
         }
         cur = out;
@@ -213,7 +217,11 @@ pub fn pil_resize(img: &RgbImage, w: u32, h: u32, cubic: bool) -> RgbImage {
                         acc[c] += p[c] as i64 * wt;
                     }
                 }
-                out.put_pixel(x, yy as u32, Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));
+                out.put_pixel(
+                    x,
+                    yy as u32,
+                    Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]),
+                );
             }
         }
         cur = out;

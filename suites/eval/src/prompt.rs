@@ -200,28 +200,58 @@ mod tests {
 
     #[test]
     fn lmms_eval_prompts() {
-        let t = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::VicunaV1, false);
+        let t = TaskConfig::new(
+            Task::TextVqa,
+            PromptStyle::LmmsEval,
+            false,
+            Conv::VicunaV1,
+            false,
+        );
         assert_eq!(
             t.user_text("what is the BRAND?", None),
             "What is the brand?\nAnswer the question using a single word or phrase."
         );
-        let t = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, true, Conv::VicunaV1, false);
+        let t = TaskConfig::new(
+            Task::TextVqa,
+            PromptStyle::LmmsEval,
+            true,
+            Conv::VicunaV1,
+            false,
+        );
         assert_eq!(
             t.user_text("what?", Some(&[])),
             "What?\nReference OCR token: \nAnswer the question using a single word or phrase."
         );
-        let c = TaskConfig::new(Task::ChartQa, PromptStyle::LmmsEval, false, Conv::VicunaV1, false);
+        let c = TaskConfig::new(
+            Task::ChartQa,
+            PromptStyle::LmmsEval,
+            false,
+            Conv::VicunaV1,
+            false,
+        );
         assert_eq!(
             c.user_text("How many?", None),
             "How many?\nAnswer the question with a single word."
         );
         assert_eq!(c.max_new_tokens, 16);
-        let o = TaskConfig::new(Task::OcrBench, PromptStyle::LmmsEval, false, Conv::VicunaV1, false);
+        let o = TaskConfig::new(
+            Task::OcrBench,
+            PromptStyle::LmmsEval,
+            false,
+            Conv::VicunaV1,
+            false,
+        );
         assert_eq!(
             o.user_text("  what is written? \n", None),
             "what is written?"
         );
-        let l = TaskConfig::new(Task::TextVqa, PromptStyle::Llava, true, Conv::VicunaV1, false);
+        let l = TaskConfig::new(
+            Task::TextVqa,
+            PromptStyle::Llava,
+            true,
+            Conv::VicunaV1,
+            false,
+        );
         assert_eq!(
             l.user_text("what is the brand?", Some(&["DAKOTA".into(), "Camera".into()])),
             "What is the brand?\nReference OCR token: DAKOTA, Camera\nAnswer the question using a single word or phrase."
@@ -230,30 +260,53 @@ mod tests {
             Conv::VicunaV1.render("Q", Some("<s>")),
             "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions. USER: <image>\nQ ASSISTANT:"
         );
-    
     }
 
     #[test]
     fn textvqa_capitalizes_as_python() {
-        let t = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::VicunaV1, false);
+        let t = TaskConfig::new(
+            Task::TextVqa,
+            PromptStyle::LmmsEval,
+            false,
+            Conv::VicunaV1,
+            false,
+        );
         // Python: 'what does ΟΔΟΣ MEAN?'.capitalize() == 'What does οδος mean?'
-        assert!(t.user_text("what does ΟΔΟΣ MEAN?", None).starts_with("What does οδος mean?\n"));
+        assert!(t
+            .user_text("what does ΟΔΟΣ MEAN?", None)
+            .starts_with("What does οδος mean?\n"));
     }
 
     #[test]
     fn until_is_applied_only_on_request() {
-        let t = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::VicunaV1, false);
+        let t = TaskConfig::new(
+            Task::TextVqa,
+            PromptStyle::LmmsEval,
+            false,
+            Conv::VicunaV1,
+            false,
+        );
         assert!(t.stop_strings.is_empty());
-        let t = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::VicunaV1, true);
+        let t = TaskConfig::new(
+            Task::TextVqa,
+            PromptStyle::LmmsEval,
+            false,
+            Conv::VicunaV1,
+            true,
+        );
         assert_eq!(t.stop_strings, vec!["ASSISTANT:".to_string()]);
     }
 
     #[test]
     fn llama3_template_bos_and_trim() {
         let two = Conv::Llama3.render("Q  \n", Some("<|begin_of_text|>"));
-        assert!(two.starts_with("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are"));
+        assert!(two
+            .starts_with("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are"));
         // The message is trimmed as the chat template's `| trim` does.
-        assert!(two.contains("<|end_header_id|>\n\n<image>\nQ<|eot_id|>"), "{two}");
+        assert!(
+            two.contains("<|end_header_id|>\n\n<image>\nQ<|eot_id|>"),
+            "{two}"
+        );
         assert!(two.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"));
         let one = Conv::Llama3.render("Q", None);
         assert!(one.starts_with("<|start_header_id|>system"));

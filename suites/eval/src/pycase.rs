@@ -40,8 +40,8 @@ fn sigma(chars: &[char], i: usize) -> char {
     let after = chars[i + 1..]
         .iter()
         .find(|&&c| !in_ranges(CASE_IGNORABLE, c));
-    let final_ = before.is_some_and(|&c| in_ranges(CASED, c))
-        && after.is_none_or(|&c| !in_ranges(CASED, c));
+    let final_ =
+        before.is_some_and(|&c| in_ranges(CASED, c)) && after.is_none_or(|&c| !in_ranges(CASED, c));
     if final_ {
         'ς'
     } else {

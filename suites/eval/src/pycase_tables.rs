@@ -722,4 +722,3 @@ pub static CASE_IGNORABLE: &[(u32, u32)] = &[
     (0xe0020, 0xe007f),
     (0xe0100, 0xe01ef),
 ];
-

@@ -111,7 +111,13 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
     let mut o = options(&m, Task::TextVqa, &data, d.path());
     o.max_new_tokens = Some(48);
     let model = Model::load(&o).unwrap();
-    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::Llama3, false);
+    let tc = TaskConfig::new(
+        Task::TextVqa,
+        PromptStyle::LmmsEval,
+        false,
+        Conv::Llama3,
+        false,
+    );
     let mut total = 0;
     for r in &rows {
         let img = ovbench_eval::preprocess::decode(&r.image).unwrap();
@@ -520,7 +526,13 @@ fn ocr_tokens_from_parquet_reach_the_prompt() {
     let ocr = prompt_tokens(PromptStyle::LmmsEval, true);
     let llava = prompt_tokens(PromptStyle::Llava, true);
     // "\nReference OCR token: <w>, exit" adds the same text in both styles.
-    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, true, Conv::Llama3, false);
+    let tc = TaskConfig::new(
+        Task::TextVqa,
+        PromptStyle::LmmsEval,
+        true,
+        Conv::Llama3,
+        false,
+    );
     let with = tc.user_text("q?", Some(&rows[0].ocr));
     assert!(with.contains(&format!("Reference OCR token: {}, exit", rows[0].ocr[0])));
     for i in 0..2 {
@@ -544,7 +556,13 @@ fn bos_option_two_or_one_bos_recorded_and_keyed() {
     o.max_new_tokens = Some(2);
     let model = Model::load(&o).unwrap();
     let bos = model.llm.bos.expect("the fixture has a BOS");
-    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::Llama3, false);
+    let tc = TaskConfig::new(
+        Task::TextVqa,
+        PromptStyle::LmmsEval,
+        false,
+        Conv::Llama3,
+        false,
+    );
     let (two, after) = model
         .prompt_ids(&model.render(&tc, "q?", BosMode::Llava).unwrap())
         .unwrap();
@@ -642,7 +660,8 @@ fn config_layouts_give_the_same_model_and_unknown_rope_is_refused() {
         c.remove("rope_theta");
     });
     let default = run(&o).unwrap();
-    let toks = |x: &ovbench_eval::Outcome| x.items.iter().map(|r| r.tokens.clone()).collect::<Vec<_>>();
+    let toks =
+        |x: &ovbench_eval::Outcome| x.items.iter().map(|r| r.tokens.clone()).collect::<Vec<_>>();
     assert_eq!(toks(&old), toks(&new));
     assert_ne!(
         toks(&old),
@@ -657,5 +676,8 @@ fn config_layouts_give_the_same_model_and_unknown_rope_is_refused() {
         );
     });
     let e = run(&o).err().unwrap().to_string();
-    assert!(e.contains("rope_parameters.rope_type") && e.contains("yarn"), "{e}");
+    assert!(
+        e.contains("rope_parameters.rope_type") && e.contains("yarn"),
+        "{e}"
+    );
 }
