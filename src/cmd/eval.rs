@@ -56,6 +56,21 @@ pub struct EvalArgs {
     /// Override the task's max_new_tokens
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
+    /// BOS tokens of the llama_3 prompt: llava (LLaVA-NeXT's code: the chat template's BOS
+    /// plus tokenizer_image_token's, two in all) or single (one)
+    #[arg(long, value_enum, default_value = "llava")]
+    pub bos: BosArg,
+    /// Stop at the task's `until` strings (TextVQA: "ASSISTANT:"); lmms-eval's LLaVA adapter
+    /// ignores them, so the default does too
+    #[arg(long)]
+    pub apply_until: bool,
+    /// Image resize: pil (PIL's Image.resize, as open_clip's transform) or image-crate
+    #[arg(long, value_enum, default_value = "pil")]
+    pub resample: ResampleArg,
+    /// Write per-item prompt ids, generated ids, top-2 logit gaps and pixels to this folder
+    /// (for scripts/eval-reference.sh)
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Vision feature layer (LLaVA mm_vision_select_layer; -2 = penultimate block)
     #[arg(long, default_value_t = -2, allow_negative_numbers = true)]
     pub select_layer: i64,
@@ -86,6 +101,20 @@ pub struct EvalArgs {
     /// No progress bar
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--bos` (see `ovbench_eval::prompt::BosMode`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BosArg {
+    Llava,
+    Single,
+}
+
+/// `--resample` (see `ovbench_eval::preprocess::Resample`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ResampleArg {
+    Pil,
+    ImageCrate,
 }
 
 #[derive(clap::Args)]
@@ -126,6 +155,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let conv = match a.conv.as_str() {
         "auto" => None,
         c => Some(Conv::parse(c).with_context(|| format!("--conv: unknown template '{c}'"))?),
+    };
+    let bos = match a.bos {
+        BosArg::Llava => ovbench_eval::prompt::BosMode::Llava,
+        BosArg::Single => ovbench_eval::prompt::BosMode::Single,
+    };
+    let resample = match a.resample {
+        ResampleArg::Pil => ovbench_eval::preprocess::Resample::Pil,
+        ResampleArg::ImageCrate => ovbench_eval::preprocess::Resample::ImageCrate,
     };
     let gelu = match a.vision_gelu.as_str() {
         "erf" => Gelu::Erf,
@@ -169,6 +206,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         ocr: a.ocr,
         conv,
         max_new_tokens: a.max_new_tokens,
+        bos,
+        apply_until: a.apply_until,
+        resample,
+        trace: a.trace,
         select_layer: a.select_layer,
         pad_to_square: !a.no_pad,
         compat,

@@ -4,8 +4,10 @@
 //!   zip) loaded into the ViT that `ovbench step` trains.
 //! - [`projector`]: LLaVA-1.5's `mlp2x_gelu`.
 //! - [`llm`]: a Hugging Face Llama directory through candle-transformers, greedy decoding
-//!   with or without a KV cache.
-//! - [`prompt`]: lmms-eval's TextVQA / ChartQA / OCRBench prompts and the conversation templates.
+//!   with or without a KV cache; [`llm_config`] reads its `config.json` in both transformers
+//!   layouts.
+//! - [`prompt`]: lmms-eval's TextVQA / ChartQA / OCRBench prompts and the conversation templates;
+//!   [`pycase`] is Python's `str.capitalize()`.
 //! - [`data`]: questions and images from every format `ovbench score` reads.
 //! - [`cache`]: the resumable response cache.
 //! - [`run`]: the loop, the predictions JSONL, scoring and the record body.
@@ -16,10 +18,13 @@ pub mod data;
 pub mod error;
 pub mod fixture;
 pub mod llm;
+pub mod llm_config;
 pub mod openclip;
 pub mod preprocess;
 pub mod projector;
 pub mod prompt;
+pub mod pycase;
+mod pycase_tables;
 pub mod record;
 pub mod run;
 pub mod tensors;

@@ -6,7 +6,7 @@
 use crate::error::{io, CandleCtx, EvalError, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::llama::{Cache, Config, Llama, LlamaConfig, LlamaEosToks};
+use candle_transformers::models::llama::{Cache, Config, Llama};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tokenizers::Tokenizer;
@@ -21,8 +21,14 @@ pub struct Llm {
     pub config_file: PathBuf,
     pub dtype: DType,
     pub device: Device,
+    /// The tokenizer's BOS (what LLaVA's `tokenizer_image_token` compares with) and its text.
     pub bos: Option<u32>,
+    pub bos_token: Option<String>,
+    pub bos_source: String,
+    /// What `generate` stops at, and where that came from.
     pub eos: Vec<u32>,
+    pub eos_source: String,
+    pub settings: crate::llm_config::LlamaSettings,
     template: Cache,
 }
 
@@ -37,6 +43,61 @@ pub struct Generation {
     pub decode_s: f64,
     /// `eos`, `stop-string` or `max-new-tokens`.
     pub stop: &'static str,
+    /// At each step, the largest logit minus the second largest (how close greedy decoding
+    /// was to choosing another token; the reference check reads it).
+    pub top2_gaps: Vec<f32>,
+}
+
+/// The tokenizer's BOS as transformers' `AutoTokenizer` knows it: `bos_token` of
+/// `tokenizer_config.json`, else of `special_tokens_map.json`. A folder with neither (not a
+/// saved tokenizer) falls back to `config.json`'s `bos_token_id`; the source is recorded.
+fn tokenizer_bos(
+    dir: &Path,
+    tok: &Tokenizer,
+    config: &Config,
+) -> Result<(Option<(String, u32)>, String)> {
+    for name in ["tokenizer_config.json", "special_tokens_map.json"] {
+        let p = dir.join(name);
+        if !p.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EvalError::Config {
+            path: p.clone(),
+            field: format!("line {}, column {}", e.line(), e.column()),
+            msg: e.to_string(),
+        })?;
+        let Some(b) = v.get("bos_token") else {
+            continue;
+        };
+        let s = match b {
+            serde_json::Value::Null => return Ok((None, format!("{name}: bos_token null"))),
+            serde_json::Value::String(s) => s.clone(),
+            other => match other.get("content").and_then(|c| c.as_str()) {
+                Some(s) => s.to_string(),
+                None => {
+                    return Err(EvalError::Config {
+                        path: p,
+                        field: "bos_token".into(),
+                        msg: format!("{other}: expected a string or {{\"content\": ...}}"),
+                    })
+                }
+            },
+        };
+        let id = tok.token_to_id(&s).ok_or_else(|| EvalError::Config {
+            path: p.clone(),
+            field: "bos_token".into(),
+            msg: format!("'{s}' is not a token of tokenizer.json"),
+        })?;
+        return Ok((Some((s, id)), format!("{name}: bos_token")));
+    }
+    let b = config
+        .bos_token_id
+        .and_then(|id| tok.id_to_token(id).map(|t| (t, id)));
+    Ok((
+        b,
+        "config.json: bos_token_id (no tokenizer_config.json or special_tokens_map.json)".into(),
+    ))
 }
 
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -67,38 +128,8 @@ impl Llm {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config_file = dir.join("config.json");
         let text = std::fs::read_to_string(&config_file).map_err(io(&config_file))?;
-        let lc: LlamaConfig = serde_json::from_str(&text).map_err(|e| EvalError::Config {
-            path: config_file.clone(),
-            field: format!("line {}, column {}", e.line(), e.column()),
-            msg: e.to_string(),
-        })?;
-        let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        if let Some(a) = raw.get("architectures").and_then(|a| a.as_array()) {
-            let names: Vec<&str> = a.iter().filter_map(|x| x.as_str()).collect();
-            if !names
-                .iter()
-                .any(|n| n.contains("Llama") || n.contains("Llava"))
-            {
-                return Err(EvalError::Config {
-                    path: config_file,
-                    field: "architectures".into(),
-                    msg: format!("{names:?}: only the Llama family is supported"),
-                });
-            }
-        }
-        let config = lc.into_config(false);
-        if config.num_attention_heads == 0
-            || config.hidden_size % config.num_attention_heads != 0
-            || config.num_key_value_heads == 0
-            || config.num_attention_heads % config.num_key_value_heads != 0
-        {
-            return Err(EvalError::Config {
-                path: config_file,
-                field: "num_attention_heads".into(),
-                msg: "hidden_size, num_attention_heads and num_key_value_heads do not divide"
-                    .into(),
-            });
-        }
+        let settings = crate::llm_config::parse(&config_file, &text)?;
+        let config = settings.config.clone();
         let files = weight_files(dir)?;
         for f in &files {
             crate::tensors::sniff(f)?;
@@ -139,14 +170,15 @@ impl Llm {
         }
         let template =
             Cache::new(true, dtype, &config, device).ctx(|| "building the rotary tables".into())?;
-        let eos = match &config.eos_token_id {
-            Some(LlamaEosToks::Single(t)) => vec![*t],
-            Some(LlamaEosToks::Multiple(v)) => v.clone(),
-            None => Vec::new(),
-        };
+        let (eos, eos_source) = crate::llm_config::stop_ids(dir, &settings)?;
+        let (bos_token, bos_source) = tokenizer_bos(dir, &tokenizer, &config)?;
         Ok(Llm {
             model,
-            bos: config.bos_token_id,
+            bos: bos_token.as_ref().map(|(_, id)| *id),
+            bos_token: bos_token.map(|(t, _)| t),
+            bos_source,
+            eos_source,
+            settings,
             config,
             tokenizer,
             dir: dir.into(),
@@ -203,8 +235,10 @@ impl Llm {
         let mut tokens: Vec<u32> = Vec::new();
         let mut text = String::new();
         let mut stop = "max-new-tokens";
+        let mut top2_gaps = Vec::new();
         while tokens.len() < max_new_tokens {
-            let next = argmax(&logits)?;
+            let (next, gap) = argmax(&logits)?;
+            top2_gaps.push(gap);
             if self.eos.contains(&next) || stop_tokens.contains(&next) {
                 stop = "eos";
                 break;
@@ -246,6 +280,7 @@ impl Llm {
             prefill_s,
             decode_s: t1.elapsed().as_secs_f64(),
             stop,
+            top2_gaps,
         })
     }
 
@@ -285,8 +320,9 @@ pub fn cut_at_stop(text: &str, stops: &[String]) -> Option<usize> {
         .min()
 }
 
-/// Index of the largest logit; the first one on ties (deterministic).
-fn argmax(logits: &Tensor) -> Result<u32> {
+/// Index of the largest logit (the first one on ties, as torch.argmax) and its lead over
+/// the second largest.
+fn argmax(logits: &Tensor) -> Result<(u32, f32)> {
     let v: Vec<f32> = logits
         .flatten_all()
         .and_then(|t| t.to_dtype(DType::F32))
@@ -298,7 +334,13 @@ fn argmax(logits: &Tensor) -> Result<u32> {
             best = i;
         }
     }
-    Ok(best as u32)
+    let second = v
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != best)
+        .map(|(_, x)| *x)
+        .fold(f32::NEG_INFINITY, f32::max);
+    Ok((best as u32, v[best] - second))
 }
 
 /// Every tensor `Llama::load` reads, with its shape.

@@ -35,6 +35,12 @@ use std::path::{Path, PathBuf};
 /// ImageNet mean / std (OpenVision's `open_clip_config.json`).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const IMAGENET_MEAN_F64: [f64; 3] = [0.485, 0.456, 0.406];
+
+/// LLaVA's `tuple(int(x * 255) for x in image_mean)`, in double precision.
+fn fill(mean: [f64; 3]) -> [u8; 3] {
+    mean.map(|m| (m * 255.0).clamp(0.0, 255.0) as u8)
+}
 
 /// What the tower is, from its tensors and (when present) its `open_clip_config.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -47,8 +53,13 @@ pub struct TowerConfig {
     pub image_size: usize,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// `expand2square`'s fill colour, `int(m * 255)` of the mean as Python computes it.
+    pub pad_fill: [u8; 3],
     /// `bilinear` or `bicubic`.
     pub interpolation: String,
+    /// open_clip's `resize_mode`: `squash` (resize to S x S), `shortest` (shortest side to S,
+    /// centre crop) or `longest`; the same on the padded square image.
+    pub resize_mode: String,
     pub config_file: Option<PathBuf>,
     /// Tensors of the file that the LLaVA features do not use (e.g. `proj`, the text tower).
     pub ignored_tensors: usize,
@@ -171,7 +182,9 @@ pub fn load(path: &Path, opts: &TowerOptions, device: &Device) -> Result<VisionT
         image_size: side * patch,
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
+        pad_fill: fill(IMAGENET_MEAN_F64),
         interpolation: "bilinear".into(),
+        resize_mode: "squash".into(),
         config_file: config_file.clone(),
         ignored_tensors: 0,
     };
@@ -381,13 +394,29 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
             .get("head_width")
             .and_then(|x| x.as_u64())
             .map(|x| x as usize);
-        if let Some(eps) = vc.get("eps").and_then(|x| x.as_f64()) {
-            if (eps - ovbench_train::config::LN_EPS).abs() > 1e-12 {
-                return Err(cerr(
-                    "vision_cfg.eps",
-                    format!("{eps}; the ViT's LayerNorm eps is fixed at 1e-6"),
-                ));
+        // OpenVision's own open_clip writes `eps`; upstream open_clip `norm_kwargs.eps`
+        // (whose absence means nn.LayerNorm's 1e-5).
+        let eps_fields = [
+            ("vision_cfg.eps", vc.get("eps")),
+            ("vision_cfg.norm_kwargs.eps", vc.pointer("/norm_kwargs/eps")),
+        ];
+        let mut eps_given = false;
+        for (field, val) in eps_fields {
+            if let Some(eps) = val.and_then(|x| x.as_f64()) {
+                eps_given = true;
+                if (eps - ovbench_train::config::LN_EPS).abs() > 1e-12 {
+                    return Err(cerr(
+                        field,
+                        format!("{eps}; the ViT's LayerNorm eps is fixed at 1e-6"),
+                    ));
+                }
             }
+        }
+        if !eps_given && vc.get("norm_kwargs").is_some() {
+            return Err(cerr(
+                "vision_cfg.norm_kwargs",
+                "no eps: open_clip then uses LayerNorm's 1e-5, the ViT's is fixed at 1e-6".into(),
+            ));
         }
         if vc.get("no_ln_pre").and_then(|x| x.as_bool()) == Some(false) {
             return Err(cerr(
@@ -397,7 +426,7 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
         }
     }
     let pre = v.get("preprocess_cfg");
-    let triple = |field: &str| -> Result<Option<[f32; 3]>> {
+    let triple = |field: &str| -> Result<Option<[f64; 3]>> {
         match pre.and_then(|p| p.get(field)) {
             None => Ok(None),
             Some(x) => {
@@ -411,15 +440,28 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
                         "expected three numbers".into(),
                     ));
                 }
-                Ok(Some([a[0] as f32, a[1] as f32, a[2] as f32]))
+                Ok(Some([a[0], a[1], a[2]]))
             }
         }
     };
     if let Some(m) = triple("mean")? {
-        cfg.mean = m;
+        cfg.mean = m.map(|x| x as f32);
+        cfg.pad_fill = fill(m);
     }
     if let Some(s) = triple("std")? {
-        cfg.std = s;
+        cfg.std = s.map(|x| x as f32);
+    }
+    if let Some(m) = pre
+        .and_then(|p| p.get("resize_mode"))
+        .and_then(|x| x.as_str())
+    {
+        if !matches!(m, "squash" | "shortest" | "longest") {
+            return Err(cerr(
+                "preprocess_cfg.resize_mode",
+                format!("'{m}' (supported: squash, shortest, longest)"),
+            ));
+        }
+        cfg.resize_mode = m.into();
     }
     if let Some(i) = pre
         .and_then(|p| p.get("interpolation"))

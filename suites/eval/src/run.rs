@@ -8,9 +8,9 @@ use crate::data::{self, Dataset, Item};
 use crate::error::{CandleCtx, EvalError, Result};
 use crate::llm::Llm;
 use crate::openclip::{self, TowerOptions, VisionTower};
-use crate::preprocess::{self, Preprocess};
+use crate::preprocess::{self, Preprocess, Resample};
 use crate::projector::Projector;
-use crate::prompt::{Conv, PromptStyle, TaskConfig, IMAGE_PLACEHOLDER};
+use crate::prompt::{BosMode, Conv, PromptStyle, TaskConfig, IMAGE_PLACEHOLDER};
 use crate::record::{
     CacheInfo, Counts, DataInfo, EvalMemory, EvalRecord, EvalTiming, HashedFile, ItemLine,
     LlmShape, ModelInfo, ProjectorShape, Throughput,
@@ -40,6 +40,13 @@ pub struct EvalOptions {
     /// `None`: Llama-3 headers when the tokenizer has them, else `vicuna_v1`.
     pub conv: Option<Conv>,
     pub max_new_tokens: Option<usize>,
+    /// BOS tokens of the Llama-3 prompt (`--bos`).
+    pub bos: BosMode,
+    /// Stop at the task's `until` strings (lmms-eval's LLaVA adapter does not).
+    pub apply_until: bool,
+    pub resample: Resample,
+    /// Where to write per-item prompt ids, tokens, logit gaps and pixels (`--trace`).
+    pub trace: Option<PathBuf>,
     pub select_layer: i64,
     pub pad_to_square: bool,
     pub compat: Compat,
@@ -99,24 +106,37 @@ impl Model {
         })
     }
 
-    /// Prompt token ids around the image: LLaVA's `tokenizer_image_token` (each chunk
-    /// tokenised on its own, the BOS of later chunks dropped).
-    pub fn prompt_ids(&self, rendered: &str) -> Result<Vec<Vec<u32>>> {
-        let mut out = Vec::new();
-        for (k, chunk) in rendered.split(IMAGE_PLACEHOLDER).enumerate() {
-            let mut ids = self.llm.encode(chunk, true)?;
-            if k > 0 && ids.first().is_some_and(|&t| Some(t) == self.llm.bos) {
-                ids.remove(0);
-            }
-            out.push(ids);
-        }
-        if out.len() != 2 {
+    /// Prompt token ids before and after the image, as LLaVA's `tokenizer_image_token`
+    /// makes them: each chunk tokenised on its own (with the tokenizer's special tokens);
+    /// when the first chunk starts with the tokenizer's BOS, the first token of the second
+    /// chunk is dropped (whatever it is, as the reference does).
+    pub fn prompt_ids(&self, rendered: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        let chunks: Vec<&str> = rendered.split(IMAGE_PLACEHOLDER).collect();
+        if chunks.len() != 2 {
             return Err(EvalError::Usage(format!(
                 "the prompt must hold exactly one {IMAGE_PLACEHOLDER}, it holds {}",
-                out.len() - 1
+                chunks.len() - 1
             )));
         }
-        Ok(out)
+        let before = self.llm.encode(chunks[0], true)?;
+        let mut after = self.llm.encode(chunks[1], true)?;
+        let offset = usize::from(before.first().is_some_and(|&t| Some(t) == self.llm.bos));
+        after.drain(..offset.min(after.len()));
+        Ok((before, after))
+    }
+
+    /// The rendered prompt for one question's user text.
+    pub fn render(&self, tc: &TaskConfig, user: &str, bos: BosMode) -> Result<String> {
+        let bos_text = match (tc.conv, bos) {
+            (Conv::Llama3, BosMode::Llava) => Some(self.llm.bos_token.as_deref().ok_or_else(|| {
+                EvalError::Usage(format!(
+                    "{}: the tokenizer has no bos_token for the llama_3 chat template (use --bos single)",
+                    self.llm.dir.display()
+                ))
+            })?),
+            _ => None,
+        };
+        Ok(tc.conv.render(user, bos_text))
     }
 
     /// Image features in the LLM's embedding space: (1, N, H).
@@ -158,7 +178,23 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
             Conv::VicunaV1
         }
     });
-    let mut tc = TaskConfig::new(o.task, o.style, o.ocr, conv);
+    crate::llm_config::check_llava_fields(
+        &model.llm.config_file,
+        &model.llm.settings.raw,
+        o.select_layer,
+        o.pad_to_square,
+    )?;
+    if !o.pad_to_square && model.tower.cfg.resize_mode != "squash" {
+        return Err(EvalError::Config {
+            path: model.tower.cfg.config_file.clone().unwrap_or_default(),
+            field: "preprocess_cfg.resize_mode".into(),
+            msg: format!(
+                "'{}' with --no-pad: only squash is implemented for unpadded images",
+                model.tower.cfg.resize_mode
+            ),
+        });
+    }
+    let mut tc = TaskConfig::new(o.task, o.style, o.ocr, conv, o.apply_until);
     if let Some(m) = o.max_new_tokens {
         tc.max_new_tokens = m;
     }
@@ -166,14 +202,14 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         size: model.tower.cfg.image_size,
         mean: model.tower.cfg.mean,
         std: model.tower.cfg.std,
+        pad_fill: model.tower.cfg.pad_fill,
         interpolation: model.tower.cfg.interpolation.clone(),
         pad_to_square: o.pad_to_square,
+        resample: o.resample,
     };
-    let stop_tokens: Vec<u32> = conv
-        .stop_tokens()
-        .iter()
-        .filter_map(|t| model.llm.token_id(t))
-        .collect();
+    // Generation stops at the model's EOS ids only, as transformers' `generate` does with
+    // the generation config (lmms-eval's LLaVA adapter passes no template stop tokens).
+    let stop_tokens: Vec<u32> = Vec::new();
 
     // Hashes of every weight file and of the configuration that decides the answers.
     let t_hash = Instant::now();
@@ -194,6 +230,16 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
     }
     weights.push(hashed("llm-config", &model.llm.config_file)?);
     weights.push(hashed("tokenizer", &model.llm.tokenizer_file)?);
+    for (role, name) in [
+        ("generation-config", "generation_config.json"),
+        ("tokenizer-config", "tokenizer_config.json"),
+        ("special-tokens-map", "special_tokens_map.json"),
+    ] {
+        let p = model.llm.dir.join(name);
+        if p.exists() {
+            weights.push(hashed(role, &p)?);
+        }
+    }
     let task_config = json!({
         "task": tc,
         "preprocess": pre,
@@ -203,6 +249,11 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         "vision_heads": model.tower.cfg.heads,
         "llm_dtype": format!("{:?}", o.llm_dtype).to_lowercase(),
         "decoding": "greedy",
+        "bos": o.bos,
+        "bos_token": {"id": model.llm.bos, "text": model.llm.bos_token, "source": model.llm.bos_source},
+        "eos_token_ids": {"ids": model.llm.eos, "source": model.llm.eos_source},
+        "llm_config": model.llm.settings.read,
+        "llm_config_ignored": model.llm.settings.ignored,
     });
     let task_config_sha256 = sha256_bytes(task_config.to_string().as_bytes());
     let weight_hashes: Vec<&str> = weights.iter().map(|w| w.sha256.as_str()).collect();
@@ -210,6 +261,10 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         sha256_bytes(format!("{}\n{}", weight_hashes.join("\n"), task_config_sha256).as_bytes());
     let hash_s = t_hash.elapsed().as_secs_f64();
 
+    let mut trace = match &o.trace {
+        Some(d) => Some(Trace::open(d)?),
+        None => None,
+    };
     let mut cache = match &o.cache {
         Some(p) => Some(ResponseCache::open(p)?),
         None => None,
@@ -244,7 +299,10 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
             pb.inc(1);
             continue;
         }
-        let r = eval_item(&model, item, &tc, &pre, &stop_tokens, o)?;
+        let (r, detail) = eval_item(&model, item, &tc, &pre, &stop_tokens, o)?;
+        if let Some(t) = trace.as_mut() {
+            t.write(results.len(), &r, detail)?;
+        }
         encode_s += r.encode_s;
         prefill_s += r.prefill_s;
         decode_s += r.decode_s;
@@ -396,7 +454,7 @@ fn eval_item(
     pre: &Preprocess,
     stop_tokens: &[u32],
     o: &EvalOptions,
-) -> Result<ItemResult> {
+) -> Result<(ItemResult, TraceDetail)> {
     let t0 = Instant::now();
     let bytes = item.image.bytes(&item.loc)?;
     let img = preprocess::decode(&bytes).map_err(|msg| EvalError::Dataset {
@@ -404,14 +462,23 @@ fn eval_item(
         msg,
     })?;
     let pixels = pre.pixels(&img, &model.tower.device)?;
+    let pixel_values: Vec<f32> = if o.trace.is_some() {
+        pixels
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .ctx(|| "pixels".into())?
+    } else {
+        Vec::new()
+    };
     let image_emb = model.image_embeddings(&pixels, o.select_layer)?;
     let encode_s = t0.elapsed().as_secs_f64();
     let user = tc.user_text(&item.question, item.ocr_tokens.as_deref());
-    let rendered = tc.conv.render(&user);
-    let ids = model.prompt_ids(&rendered)?;
+    let rendered = model.render(tc, &user, o.bos)?;
+    let (ids_before, ids_after) = model.prompt_ids(&rendered)?;
     let ctx = || format!("{}: building the prompt", item.loc);
-    let before = model.llm.embed(&ids[0])?;
-    let after = model.llm.embed(&ids[1])?;
+    let before = model.llm.embed(&ids_before)?;
+    let after = model.llm.embed(&ids_after)?;
+    let image_tokens = image_emb.dim(1).ctx(ctx)?;
     let prompt = Tensor::cat(
         &[
             &before,
@@ -428,17 +495,76 @@ fn eval_item(
         &tc.stop_strings,
         o.kv_cache,
     )?;
-    Ok(ItemResult {
-        id: item.id.clone(),
-        prediction: ovbench_score::py::strip(&g.text).to_string(),
-        tokens: g.tokens,
-        prompt_tokens: g.prompt_tokens,
-        stop: g.stop.into(),
-        cached: false,
-        encode_s,
-        prefill_s: g.prefill_s,
-        decode_s: g.decode_s,
-    })
+    let detail = TraceDetail {
+        rendered,
+        ids_before,
+        ids_after,
+        image_tokens,
+        top2_gaps: g.top2_gaps.clone(),
+        raw_text: g.text.clone(),
+        pixels: pixel_values,
+    };
+    Ok((
+        ItemResult {
+            id: item.id.clone(),
+            prediction: ovbench_score::py::strip(&g.text).to_string(),
+            tokens: g.tokens,
+            prompt_tokens: g.prompt_tokens,
+            stop: g.stop.into(),
+            cached: false,
+            encode_s,
+            prefill_s: g.prefill_s,
+            decode_s: g.decode_s,
+        },
+        detail,
+    ))
+}
+
+/// What the trace keeps of one item beyond its result.
+pub struct TraceDetail {
+    pub rendered: String,
+    pub ids_before: Vec<u32>,
+    pub ids_after: Vec<u32>,
+    pub image_tokens: usize,
+    pub top2_gaps: Vec<f32>,
+    pub raw_text: String,
+    pub pixels: Vec<f32>,
+}
+
+/// `--trace DIR`: `DIR/items.jsonl` (one line per computed item: index, id, rendered
+/// prompt, prompt ids around the image, generated ids, per-step top-2 logit gaps, text) and
+/// `DIR/pixels-<index>.f32` (the tower's input, little-endian f32, 3 x S x S). For the
+/// reference check (scripts/eval-reference.sh).
+struct Trace {
+    dir: PathBuf,
+    lines: String,
+}
+
+impl Trace {
+    fn open(dir: &Path) -> Result<Trace> {
+        std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
+        Ok(Trace {
+            dir: dir.into(),
+            lines: String::new(),
+        })
+    }
+
+    fn write(&mut self, index: usize, r: &ItemResult, d: TraceDetail) -> Result<()> {
+        let px = self.dir.join(format!("pixels-{index}.f32"));
+        let bytes: Vec<u8> = d.pixels.iter().flat_map(|x| x.to_le_bytes()).collect();
+        ovbench_harness::write_atomic(&px, &bytes)?;
+        self.lines.push_str(
+            &json!({"index": index, "id": r.id, "rendered": d.rendered, "ids_before": d.ids_before,
+                    "ids_after": d.ids_after, "image_tokens": d.image_tokens, "tokens": r.tokens,
+                    "top2_gaps": d.top2_gaps, "text": d.raw_text, "prediction": r.prediction,
+                    "stop": r.stop})
+            .to_string(),
+        );
+        self.lines.push('\n');
+        let p = self.dir.join("items.jsonl");
+        ovbench_harness::write_atomic(&p, self.lines.as_bytes())?;
+        Ok(())
+    }
 }
 
 fn progress(n: u64, quiet: bool) -> indicatif::ProgressBar {

@@ -25,6 +25,10 @@ fn options(m: &TinyModels, task: Task, data: &Path, out: &Path) -> EvalOptions {
         ocr: false,
         conv: None,
         max_new_tokens: Some(6),
+        bos: ovbench_eval::prompt::BosMode::Llava,
+        apply_until: false,
+        resample: ovbench_eval::preprocess::Resample::Pil,
+        trace: None,
         select_layer: -2,
         pad_to_square: true,
         compat: Compat::LmmsEval,
@@ -107,7 +111,13 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
     let mut o = options(&m, Task::TextVqa, &data, d.path());
     o.max_new_tokens = Some(48);
     let model = Model::load(&o).unwrap();
-    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, false, Conv::Llama3);
+    let tc = TaskConfig::new(
+        Task::TextVqa,
+        PromptStyle::LmmsEval,
+        false,
+        Conv::Llama3,
+        false,
+    );
     let mut total = 0;
     for r in &rows {
         let img = ovbench_eval::preprocess::decode(&r.image).unwrap();
@@ -115,19 +125,22 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
             size: 32,
             mean: openclip::IMAGENET_MEAN,
             std: openclip::IMAGENET_STD,
+            pad_fill: [123, 116, 103],
             interpolation: "bilinear".into(),
             pad_to_square: true,
+            resample: ovbench_eval::preprocess::Resample::Pil,
         };
         let pixels = pre.pixels(&img, &Device::Cpu).unwrap();
         let emb = model.image_embeddings(&pixels, -2).unwrap();
-        let ids = model
-            .prompt_ids(&Conv::Llama3.render(&tc.user_text(&r.question, None)))
+        let rendered = model
+            .render(&tc, &tc.user_text(&r.question, None), o.bos)
             .unwrap();
+        let ids = model.prompt_ids(&rendered).unwrap();
         let prompt = Tensor::cat(
             &[
-                &model.llm.embed(&ids[0]).unwrap(),
+                &model.llm.embed(&ids.0).unwrap(),
                 &emb,
-                &model.llm.embed(&ids[1]).unwrap(),
+                &model.llm.embed(&ids.1).unwrap(),
             ],
             1,
         )
@@ -513,11 +526,158 @@ fn ocr_tokens_from_parquet_reach_the_prompt() {
     let ocr = prompt_tokens(PromptStyle::LmmsEval, true);
     let llava = prompt_tokens(PromptStyle::Llava, true);
     // "\nReference OCR token: <w>, exit" adds the same text in both styles.
-    let tc = TaskConfig::new(Task::TextVqa, PromptStyle::LmmsEval, true, Conv::Llama3);
+    let tc = TaskConfig::new(
+        Task::TextVqa,
+        PromptStyle::LmmsEval,
+        true,
+        Conv::Llama3,
+        false,
+    );
     let with = tc.user_text("q?", Some(&rows[0].ocr));
     assert!(with.contains(&format!("Reference OCR token: {}, exit", rows[0].ocr[0])));
     for i in 0..2 {
         assert!(ocr[i] > plain[i] + 5, "{ocr:?} vs {plain:?}");
         assert_eq!(llava[i], ocr[i], "{llava:?} vs {ocr:?}");
     }
+}
+
+/// `--bos llava` (the default, LLaVA-NeXT's code) gives the Llama-3 prompt two BOS, `--bos
+/// single` one; the second chunk loses its first token as `tokenizer_image_token` drops it;
+/// the option is recorded and changes the run key (so the response cache never mixes them).
+#[test]
+fn bos_option_two_or_one_bos_recorded_and_keyed() {
+    use ovbench_eval::prompt::BosMode;
+    let d = tempfile::tempdir().unwrap();
+    let m = fixture::write_models(&d.path().join("m"), 4).unwrap();
+    let rows = fixture::rows(Task::TextVqa, 2, 5);
+    let data = fixture::write_dataset(&d.path().join("d"), Task::TextVqa, "tsv", &rows).unwrap();
+    let mut o = options(&m, Task::TextVqa, &data, d.path());
+    o.conv = Some(Conv::Llama3);
+    o.max_new_tokens = Some(2);
+    let model = Model::load(&o).unwrap();
+    let bos = model.llm.bos.expect("the fixture has a BOS");
+    let tc = TaskConfig::new(
+        Task::TextVqa,
+        PromptStyle::LmmsEval,
+        false,
+        Conv::Llama3,
+        false,
+    );
+    let (two, after) = model
+        .prompt_ids(&model.render(&tc, "q?", BosMode::Llava).unwrap())
+        .unwrap();
+    assert_eq!(&two[..2], &[bos, bos]);
+    assert_ne!(two[2], bos);
+    let whole = model.llm.encode("\nq?", true).unwrap();
+    assert_eq!(whole[0], bos);
+    assert_eq!(after[..whole.len() - 1], whole[1..]);
+    let (one, _) = model
+        .prompt_ids(&model.render(&tc, "q?", BosMode::Single).unwrap())
+        .unwrap();
+    assert_eq!(one[0], bos);
+    assert_ne!(one[1], bos);
+    assert_eq!(one.len() + 1, two.len());
+    let a = run(&o).unwrap();
+    o.bos = BosMode::Single;
+    let b = run(&o).unwrap();
+    assert_eq!(a.body["task_config"]["bos"], "llava");
+    assert_eq!(b.body["task_config"]["bos"], "single");
+    assert_ne!(a.body["run_key"], b.body["run_key"]);
+    assert_eq!(
+        a.items[0].prompt_tokens,
+        b.items[0].prompt_tokens + 1,
+        "one BOS more"
+    );
+}
+
+/// generation_config.json's eos_token_id (what transformers' generate stops at) wins over
+/// config.json's, and is recorded with its source; the config fields read are recorded too.
+#[test]
+fn generation_config_eos_and_config_fields_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    let m = fixture::write_models(&d.path().join("m"), 4).unwrap();
+    let rows = fixture::rows(Task::ChartQa, 1, 5);
+    let data = fixture::write_dataset(&d.path().join("d"), Task::ChartQa, "tsv", &rows).unwrap();
+    let mut o = options(&m, Task::ChartQa, &data, d.path());
+    o.max_new_tokens = Some(2);
+    let a = run(&o).unwrap();
+    assert_eq!(
+        a.body["task_config"]["eos_token_ids"]["source"],
+        "config.json: eos_token_id"
+    );
+    assert_eq!(
+        a.body["task_config"]["llm_config"]["rope_theta"]["value"],
+        500000.0
+    );
+    std::fs::write(
+        m.llm.join("generation_config.json"),
+        r#"{"bos_token_id": 0, "eos_token_id": [1, 5]}"#,
+    )
+    .unwrap();
+    let b = run(&o).unwrap();
+    assert_eq!(
+        b.body["task_config"]["eos_token_ids"]["ids"],
+        serde_json::json!([1, 5])
+    );
+    assert_eq!(
+        b.body["task_config"]["eos_token_ids"]["source"],
+        "generation_config.json: eos_token_id"
+    );
+    assert_ne!(a.body["run_key"], b.body["run_key"]);
+}
+
+/// config.json in transformers 5's layout (`rope_parameters`) and in the older one give the
+/// same model; an unimplemented rope type is refused naming the field.
+#[test]
+fn config_layouts_give_the_same_model_and_unknown_rope_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let m = fixture::write_models(&d.path().join("m"), 4).unwrap();
+    let rows = fixture::rows(Task::OcrBench, 2, 5);
+    let data = fixture::write_dataset(&d.path().join("d"), Task::OcrBench, "tsv", &rows).unwrap();
+    let cfg_path = m.llm.join("config.json");
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut o = options(&m, Task::OcrBench, &data, d.path());
+    o.max_new_tokens = Some(8);
+    let write = |f: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        let mut v = base.clone();
+        f(v.as_object_mut().unwrap());
+        std::fs::write(&cfg_path, v.to_string()).unwrap();
+    };
+    write(&|c| {
+        c.insert("rope_theta".into(), serde_json::json!(500000.0));
+    });
+    let old = run(&o).unwrap();
+    write(&|c| {
+        c.remove("rope_theta");
+        c.insert(
+            "rope_parameters".into(),
+            serde_json::json!({"rope_type": "default", "rope_theta": 500000.0}),
+        );
+    });
+    let new = run(&o).unwrap();
+    write(&|c| {
+        c.remove("rope_theta");
+    });
+    let default = run(&o).unwrap();
+    let toks =
+        |x: &ovbench_eval::Outcome| x.items.iter().map(|r| r.tokens.clone()).collect::<Vec<_>>();
+    assert_eq!(toks(&old), toks(&new));
+    assert_ne!(
+        toks(&old),
+        toks(&default),
+        "rope_theta 500000 must change the answers of this fixture"
+    );
+    write(&|c| {
+        c.remove("rope_theta");
+        c.insert(
+            "rope_parameters".into(),
+            serde_json::json!({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}),
+        );
+    });
+    let e = run(&o).err().unwrap().to_string();
+    assert!(
+        e.contains("rope_parameters.rope_type") && e.contains("yarn"),
+        "{e}"
+    );
 }
