@@ -70,7 +70,15 @@ pub const STEP_CONFIG_KEYS: &[&str] = &[
     "keep_ratio",
     "dtype",
     "device",
+    "engine",
+    "compile",
+    "nproc",
 ];
+
+/// Values of keys that records made before the key existed ran with (every record before
+/// engines existed is candle's, one process, not compiled).
+pub const STEP_CONFIG_DEFAULTS: &[(&str, &str)] =
+    &[("engine", "candle"), ("compile", "false"), ("nproc", "1")];
 
 impl Extractor for StepExtractor {
     fn kind(&self) -> &'static str {
@@ -88,9 +96,15 @@ impl Extractor for StepExtractor {
             .ok_or_else(|| rec.field_error("config", "missing or not an object"))?;
         let mut keys = BTreeMap::new();
         for &k in STEP_CONFIG_KEYS {
-            let v = cfg
-                .get(k)
-                .ok_or_else(|| rec.field_error(&format!("config.{k}"), "missing"))?;
+            let Some(v) = cfg.get(k) else {
+                match STEP_CONFIG_DEFAULTS.iter().find(|(d, _)| *d == k) {
+                    Some((_, default)) => {
+                        keys.insert(k.to_string(), default.to_string());
+                        continue;
+                    }
+                    None => return Err(rec.field_error(&format!("config.{k}"), "missing")),
+                }
+            };
             // Device index does not change the workload; the kind (cpu, cuda) does.
             let s = if k == "device" {
                 device_kind(v)
@@ -226,8 +240,13 @@ impl Extractor for StepExtractor {
             .at("config/device")
             .map(device_kind)
             .unwrap_or_else(|| "?".into());
+        // Candle's labels stay as they were before engines existed (chart names follow them).
+        let engine = match rec.at("config/engine").map(display_value) {
+            Some(e) if e != "candle" => format!(" {e}"),
+            _ => String::new(),
+        };
         format!(
-            "{}@{}px b{} keep{} {} {}",
+            "{}@{}px b{} keep{} {} {}{engine}",
             g("model"),
             g("resolution"),
             g("batch"),
@@ -562,6 +581,17 @@ mod tests {
             .iter()
             .any(|x| x == "ov2/memory/peak_over_baseline_bytes"));
         assert!(e.workload_label(&r).starts_with("Ti/16@112px b8"));
+        // Records from before engines existed are candle's, one process, eager.
+        assert_eq!(keys["engine"], "candle");
+        assert_eq!(keys["compile"], "false");
+        assert_eq!(keys["nproc"], "1");
+        let mut t = step();
+        t.value["config"]["engine"] = json!("torch");
+        t.value["config"]["compile"] = json!(true);
+        let tk = e.config_keys(&t).unwrap();
+        assert_eq!(tk["engine"], "torch");
+        assert_ne!(tk, keys, "a torch record must not pool with a candle one");
+        assert!(e.workload_label(&t).ends_with(" torch"));
     }
 
     #[test]

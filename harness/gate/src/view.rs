@@ -40,8 +40,11 @@ pub struct StepView {
     pub keep_ratio: Option<f64>,
     pub dtype: String,
     pub device: String,
-    /// Column label: the GPU name on CUDA, else the CPU model and thread count.
+    /// Column label: the GPU name on CUDA, else the CPU model and thread count; followed by
+    /// the engine when it is not candle, so that engines sit side by side and never pool.
     pub hardware: String,
+    /// `candle`, `torch`, `torch.compile`, with ` x N` for N processes.
+    pub engine: String,
     /// Total memory of the measuring GPU, from a GPU snapshot in the record.
     pub device_memory_bytes: Option<f64>,
     pub runs: Vec<RunView>,
@@ -100,6 +103,21 @@ fn gpu_snapshot(v: &Value) -> Option<&serde_json::Map<String, Value>> {
 
 fn gpu_name(v: &Value) -> Option<String> {
     gpu_snapshot(v).and_then(|m| m.get("name")?.as_str().map(str::to_string))
+}
+
+/// The engine that made a step record (records from before engines existed are candle's).
+pub fn engine_label(rec: &LoadedRecord) -> String {
+    let engine = rec
+        .at("config/engine")
+        .and_then(Value::as_str)
+        .unwrap_or("candle");
+    let compiled = rec.at("config/compile").and_then(Value::as_bool) == Some(true);
+    let nproc = rec.at("config/nproc").and_then(Value::as_u64).unwrap_or(1);
+    let mut out = format!("{engine}{}", if compiled { ".compile" } else { "" });
+    if nproc > 1 {
+        out.push_str(&format!(" x {nproc}"));
+    }
+    out
 }
 
 pub fn hardware_label(rec: &LoadedRecord) -> String {
@@ -179,7 +197,11 @@ impl StepView {
             keep_ratio: g("keep_ratio").and_then(Value::as_f64),
             dtype: g("dtype").map(display_value).unwrap_or_else(|| "?".into()),
             device: g("device").map(display_value).unwrap_or_else(|| "?".into()),
-            hardware: hardware_label(rec),
+            hardware: match engine_label(rec) {
+                e if e == "candle" => hardware_label(rec),
+                e => format!("{} · {e}", hardware_label(rec)),
+            },
+            engine: engine_label(rec),
             device_memory_bytes: gpu_snapshot(&rec.value)
                 .and_then(|m| m.get("memory_total_bytes")?.as_f64()),
             runs,
