@@ -44,13 +44,25 @@ fn a_broken_engine_is_an_error_naming_it_and_leaves_no_record() {
     );
     let out_path = dir.path().join("r.json");
     let out = ovbench(
-        &[TINY, &["--python", py.to_str().unwrap(), "--out", out_path.to_str().unwrap()]].concat(),
+        &[
+            TINY,
+            &[
+                "--python",
+                py.to_str().unwrap(),
+                "--out",
+                out_path.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("engine torch"), "{err}");
     assert!(err.contains("Python 3.11.7"), "the offending line: {err}");
-    assert!(err.contains("no module named torch"), "the stderr tail: {err}");
+    assert!(
+        err.contains("no module named torch"),
+        "the stderr tail: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out_path.exists(), "a record was written");
 
@@ -92,7 +104,16 @@ exit 3"#,
     );
     let out_path = dir.path().join("r.json");
     let out = ovbench(
-        &[TINY, &["--python", py.to_str().unwrap(), "--out", out_path.to_str().unwrap()]].concat(),
+        &[
+            TINY,
+            &[
+                "--python",
+                py.to_str().unwrap(),
+                "--out",
+                out_path.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
     );
     assert!(
         out.status.success(),
@@ -114,8 +135,14 @@ exit 3"#,
 fn engine_flags_that_do_not_fit_are_one_line_errors() {
     for (args, needle) in [
         (&["step", "--compile"][..], "--compile needs --engine torch"),
-        (&["step", "--nproc", "2"][..], "--nproc needs --engine torch"),
-        (&["step", "--check-same"][..], "--check-same needs --engine torch"),
+        (
+            &["step", "--nproc", "2"][..],
+            "--nproc needs --engine torch",
+        ),
+        (
+            &["step", "--check-same"][..],
+            "--check-same needs --engine torch",
+        ),
         (
             &["step", "--engine", "torch", "--compile", "--warmup", "0"][..],
             "--compile needs --warmup",
@@ -217,7 +244,10 @@ fn torch_engine_computes_the_same_function_as_candle_at_ti16() {
             assert!(e["versions"][k].is_string(), "{k}: {}", e["versions"]);
         }
         assert_eq!(e["mode"], "eager");
-        assert_eq!(e["execution"]["optimizer"]["decay_set"], "matrices_and_embeddings");
+        assert_eq!(
+            e["execution"]["optimizer"]["decay_set"],
+            "matrices_and_embeddings"
+        );
         assert!(r["memory"]["peak_over_baseline_bytes"].as_u64().unwrap() > 0);
         assert!(r["memory"]["params_bytes"].as_u64().unwrap() > 0);
     }
@@ -228,8 +258,22 @@ fn two_gloo_processes_agree_with_one_on_the_same_global_batch() {
     let Some(py) = torch_python() else { return };
     let py = py.to_str().unwrap();
     let common = [
-        "step", "--engine", "torch", "--python", py, "--model", "Ti/16", "--res", "64", "--warmup",
-        "1", "--steps", "1", "--threads", "1", "--quiet",
+        "step",
+        "--engine",
+        "torch",
+        "--python",
+        py,
+        "--model",
+        "Ti/16",
+        "--res",
+        "64",
+        "--warmup",
+        "1",
+        "--steps",
+        "1",
+        "--threads",
+        "1",
+        "--quiet",
     ];
     let one = record(&[&common[..], &["--nproc", "1", "--batch", "4"]].concat());
     let two = record(&[&common[..], &["--nproc", "2", "--batch", "2"]].concat());
@@ -249,8 +293,99 @@ fn two_gloo_processes_agree_with_one_on_the_same_global_batch() {
         let w = |r: &Value| r["warmup_losses"][0].as_f64().unwrap();
         let l = |r: &Value| r["samples"][0]["loss"].as_f64().unwrap();
         let rel = |x: f64, y: f64| (x - y).abs() / y.abs();
-        assert!(rel(w(a), w(b)) < 1e-5, "{recipe} step 0: {} vs {}", w(a), w(b));
-        assert!(rel(l(a), l(b)) < 1e-4, "{recipe} step 1: {} vs {}", l(a), l(b));
+        assert!(
+            rel(w(a), w(b)) < 1e-5,
+            "{recipe} step 0: {} vs {}",
+            w(a),
+            w(b)
+        );
+        assert!(
+            rel(l(a), l(b)) < 1e-4,
+            "{recipe} step 1: {} vs {}",
+            l(a),
+            l(b)
+        );
         assert_ne!(w(a), l(a), "the update changed nothing");
     }
+}
+
+/// compare, gate and report keep engines apart: a torch record of the same workload is its own
+/// column in compare, a gate between engines is refused naming the key, and report draws both.
+#[test]
+fn readers_show_the_engine_and_never_pool_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let candle = dir.path().join("candle.json");
+    let out = ovbench(&[
+        "step",
+        "--model",
+        "Ti/16",
+        "--res",
+        "32",
+        "--batch",
+        "2",
+        "--warmup",
+        "0",
+        "--steps",
+        "2",
+        "--quiet",
+        "--out",
+        candle.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&candle).unwrap()).unwrap();
+    let cfg = if v.get("body").is_some() {
+        &mut v["body"]["config"]
+    } else {
+        &mut v["config"]
+    };
+    assert_eq!(cfg["engine"], "candle");
+    assert_eq!(cfg["nproc"], 1);
+    // The same workload as the torch engine would record it (its runs' fields are the same).
+    cfg["engine"] = "torch".into();
+    let torch = dir.path().join("torch.json");
+    std::fs::write(&torch, serde_json::to_vec(&v).unwrap()).unwrap();
+
+    let out = ovbench(&["compare", candle.to_str().unwrap(), torch.to_str().unwrap()]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("· torch"), "no torch column:\n{t}");
+    assert!(!t.contains("2 runs"), "engines pooled:\n{t}");
+
+    let out = ovbench(&[
+        "gate",
+        "--baseline",
+        candle.to_str().unwrap(),
+        "--current",
+        torch.to_str().unwrap(),
+    ]);
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("engine: baseline candle vs current torch"),
+        "{t}"
+    );
+
+    let plots = dir.path().join("plots");
+    let out = ovbench(&[
+        "report",
+        candle.to_str().unwrap(),
+        torch.to_str().unwrap(),
+        "--out",
+        plots.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index = std::fs::read_to_string(plots.join("index.md")).unwrap();
+    assert!(index.contains("· torch"), "{index}");
 }

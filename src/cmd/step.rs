@@ -257,7 +257,9 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
     if args.check_same {
         use ovbench_train::engine::torch;
         if !args.quiet {
-            eprintln!("same-function check: candle's export against the torch engine (f32, CPU) ...");
+            eprintln!(
+                "same-function check: candle's export against the torch engine (f32, CPU) ..."
+            );
         }
         let checked = torch::check_same(&cfg)?;
         println!("{}", torch::describe_check(&checked));
@@ -482,8 +484,13 @@ pub fn render(rec: &StepRecord) -> String {
             format!("{}", g.nvml_sampled.samples)
         });
     }
-    if rec.runs.iter().any(|r| r.engine.as_ref().is_some_and(|e| e.world_size > 1)) {
-        let e = |r: Option<&RecipeRun>, f: &dyn Fn(&ovbench_train::engine::torch::EngineRun) -> String| {
+    if rec
+        .runs
+        .iter()
+        .any(|r| r.engine.as_ref().is_some_and(|e| e.world_size > 1))
+    {
+        let e = |r: Option<&RecipeRun>,
+                 f: &dyn Fn(&ovbench_train::engine::torch::EngineRun) -> String| {
             r.and_then(|r| r.engine.as_ref())
                 .map(f)
                 .unwrap_or_else(|| "-".into())

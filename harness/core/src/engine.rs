@@ -187,7 +187,11 @@ impl std::fmt::Display for Tail {
         if self.0.trim().is_empty() {
             f.write_str(" (its standard error was empty)")
         } else {
-            write!(f, "\n--- engine standard error (last lines) ---\n{}", self.0.trim_end())
+            write!(
+                f,
+                "\n--- engine standard error (last lines) ---\n{}",
+                self.0.trim_end()
+            )
         }
     }
 }
@@ -582,7 +586,9 @@ fn describe_status(s: &std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (s.code(), s.signal()) {
         (Some(c), _) => format!("exit status {c}"),
-        (None, Some(9)) => "killed by signal 9 (SIGKILL: the kernel's out-of-memory killer?)".into(),
+        (None, Some(9)) => {
+            "killed by signal 9 (SIGKILL: the kernel's out-of-memory killer?)".into()
+        }
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "unknown status".into(),
     }
@@ -633,7 +639,10 @@ fn handle_line(
     let value: Value =
         serde_json::from_str(text).map_err(|err| malformed(format!("not JSON: {err}")))?;
     let Value::Object(msg) = value else {
-        return Err(malformed(format!("{} instead of an object", type_name(&value))));
+        return Err(malformed(format!(
+            "{} instead of an object",
+            type_name(&value)
+        )));
     };
     let kind = match msg.get("type") {
         Some(Value::String(s)) => s.clone(),
@@ -723,7 +732,9 @@ fn handle_line(
         )));
     };
     if done {
-        return Err(protocol(format!("a `{kind}` message from rank {rank} after its done")));
+        return Err(protocol(format!(
+            "a `{kind}` message from rank {rank} after its done"
+        )));
     }
     match kind.as_str() {
         "setup" => {

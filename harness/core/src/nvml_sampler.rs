@@ -44,7 +44,11 @@ impl NvmlSampler {
     /// Starts sampling device `index` every `interval` (1 ms is the default callers use), with
     /// this process as the process view.
     pub fn start(index: u32, interval: Duration) -> NvmlSampler {
-        Self::start_for(index, interval, Arc::new(Mutex::new(vec![std::process::id()])))
+        Self::start_for(
+            index,
+            interval,
+            Arc::new(Mutex::new(vec![std::process::id()])),
+        )
     }
 
     /// Starts sampling device `index`, the process view summing over the processes in `pids`.

@@ -31,7 +31,8 @@ fn spec(program: PathBuf, ranks: usize, phases: &[(&str, usize)]) -> ChildSpec {
     }
 }
 
-const HELLO: &str = r#"echo '{"type":"hello","rank":0,"protocol":1,"pid":'$$',"engine":{"name":"fake"}}'"#;
+const HELLO: &str =
+    r#"echo '{"type":"hello","rank":0,"protocol":1,"pid":'$$',"engine":{"name":"fake"}}'"#;
 const SETUP: &str = r#"echo '{"type":"setup","rank":0,"params_total":42}'"#;
 
 fn sample(rank: usize, phase: &str, step: usize) -> String {
@@ -140,7 +141,10 @@ fn malformed_line_names_the_engine_line_and_stderr() {
 #[test]
 fn an_early_exit_says_what_was_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!("{HELLO}\n{SETUP}\n{}\necho 'Segmentation fault' >&2\nexit 3", sample(0, "measured", 0));
+    let body = format!(
+        "{HELLO}\n{SETUP}\n{}\necho 'Segmentation fault' >&2\nexit 3",
+        sample(0, "measured", 0)
+    );
     let p = script(dir.path(), "early.sh", &body);
     let e = err_text(run(&spec(p, 1, &[("measured", 3)])));
     assert!(e.contains("engine fake"), "{e}");
@@ -193,7 +197,10 @@ fn a_hang_is_killed_at_the_timeout_with_everything_it_started() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!alive, "the engine's child process {pid} survived the timeout");
+    assert!(
+        !alive,
+        "the engine's child process {pid} survived the timeout"
+    );
 }
 
 #[test]
@@ -211,7 +218,8 @@ fn out_of_memory_is_an_outcome_not_an_error() {
         other => panic!("{other:?}"),
     }
     // An engine that dies with the allocator's message on its standard error only.
-    let body = format!("{HELLO}\n{SETUP}\necho 'torch.OutOfMemoryError: CUDA out of memory.' >&2\nexit 1");
+    let body =
+        format!("{HELLO}\n{SETUP}\necho 'torch.OutOfMemoryError: CUDA out of memory.' >&2\nexit 1");
     let p = script(dir.path(), "oom2.sh", &body);
     match run(&spec(p, 1, &[("measured", 2)])).unwrap() {
         ChildOutcome::Oom(o) => assert!(o.error.contains("OutOfMemoryError"), "{o:?}"),
@@ -240,12 +248,18 @@ fn missing_and_mistyped_fields_are_named() {
             "field `rank` is missing",
         ),
         (r#"{"rank":0}"#, "field `type` is missing"),
-        (r#"{"type":"telemetry","rank":0}"#, "unknown message type `telemetry`"),
+        (
+            r#"{"type":"telemetry","rank":0}"#,
+            "unknown message type `telemetry`",
+        ),
         (
             r#"{"type":"sample","rank":0,"phase":"cooldown","step":0,"forward_s":0.1,"backward_s":0.1,"optimizer_s":0.1,"total_s":0.3,"loss":1}"#,
             "phase `cooldown` was not asked for",
         ),
-        (r#"{"type":"setup","rank":5}"#, "rank 5 in a run of 1 rank(s)"),
+        (
+            r#"{"type":"setup","rank":5}"#,
+            "rank 5 in a run of 1 rank(s)",
+        ),
         (r#"{"type":"error","rank":0}"#, "field `error` is missing"),
     ];
     for (i, (line, needle)) in cases.iter().enumerate() {
@@ -267,7 +281,11 @@ fn missing_and_mistyped_fields_are_named() {
     let p = script(dir.path(), "order.sh", &sample(0, "measured", 0));
     assert!(err_text(run(&spec(p, 1, &[("measured", 1)]))).contains("before its hello"));
     // More samples than asked for.
-    let body = format!("{HELLO}\n{SETUP}\n{}\n{}", sample(0, "measured", 0), sample(0, "measured", 1));
+    let body = format!(
+        "{HELLO}\n{SETUP}\n{}\n{}",
+        sample(0, "measured", 0),
+        sample(0, "measured", 1)
+    );
     let p = script(dir.path(), "extra.sh", &body);
     assert!(err_text(run(&spec(p, 1, &[("measured", 1)]))).contains("more `measured` samples"));
 }
@@ -280,7 +298,10 @@ fn an_engine_reported_error_carries_its_message() {
     );
     let p = script(dir.path(), "err.sh", &body);
     let e = err_text(run(&spec(p, 1, &[("measured", 1)])));
-    assert!(e.contains("engine fake failed (rank 0): ValueError: bad shape"), "{e}");
+    assert!(
+        e.contains("engine fake failed (rank 0): ValueError: bad shape"),
+        "{e}"
+    );
     assert!(e.contains("Traceback"), "{e}");
 }
 

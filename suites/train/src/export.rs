@@ -1,5 +1,6 @@
-//! Export of a step's starting point, so that another implementation (scripts/torch_step.py)
-//! can load the exact same weights and inputs and check that it computes the same function.
+//! Export of a step's starting point, so that another implementation (the torch engine,
+//! engines/torch) can load the exact same weights and inputs and check that it computes the
+//! same function.
 //!
 //! Per recipe, `DIR/<ov1|ov2>/` gets:
 //! - `params.safetensors`: every trainable tensor as the step builds it from the seed, named as

@@ -4,8 +4,8 @@
 use crate::config::{ModelConfig, ModelName, PrefixAttention};
 use crate::data::{Batch, TextLengths};
 use crate::device::{DTypeArg, DeviceArg};
-use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
 use crate::engine::{EngineKind, RecipeOutcome};
+use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
 use crate::fused::Kernels;
 use crate::layers::Precision;
 use crate::optim::{AdamW, AdamWConfig};
@@ -547,14 +547,17 @@ fn ratios(runs: &[RecipeRun], seed: u64) -> Option<Ratios> {
     // The torch engine on a GPU: its device allocator's peak (host memory is just its RSS).
     let peaks = |r: &RecipeRun| -> (u64, u64) {
         match (&r.engine, &r.gpu) {
-        (Some(_), Some(g)) => {
-            let p = g.allocator.used_peak_bytes.unwrap_or(0);
-            (p, p.saturating_sub(r.memory.params_bytes + r.memory.optimizer_bytes))
-        }
-        _ => (
-            r.memory.peak_over_baseline_bytes,
-            r.memory.transient_peak_bytes,
-        ),
+            (Some(_), Some(g)) => {
+                let p = g.allocator.used_peak_bytes.unwrap_or(0);
+                (
+                    p,
+                    p.saturating_sub(r.memory.params_bytes + r.memory.optimizer_bytes),
+                )
+            }
+            _ => (
+                r.memory.peak_over_baseline_bytes,
+                r.memory.transient_peak_bytes,
+            ),
         }
     };
     Some(Ratios {

@@ -41,9 +41,9 @@ impl Engine for CandleEngine {
                 Some(msg) => RecipeOutcome::Failed(oom(recipe, cfg.batch, &msg)),
                 None => RecipeOutcome::Done(run),
             }),
-            Err(e) if device.is_cuda() && crate::gpu_memory::is_oom_message(&e.to_string()) => {
-                Ok(RecipeOutcome::Failed(oom(recipe, cfg.batch, &e.to_string())))
-            }
+            Err(e) if device.is_cuda() && crate::gpu_memory::is_oom_message(&e.to_string()) => Ok(
+                RecipeOutcome::Failed(oom(recipe, cfg.batch, &e.to_string())),
+            ),
             Err(e) => Err(e),
         }
     }

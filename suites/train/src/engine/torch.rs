@@ -16,12 +16,8 @@ use crate::flops::{forward_flops, V1_TEXT_PASSES};
 use crate::gpu_memory::{AccountingView, AllocatorView, GpuMemory};
 use crate::params::Module;
 use crate::recipe::Recipe;
-use crate::step::{
-    HostMemory, Progress, RecipeRun, RunSummary, StepConfig, StepError, StepSample,
-};
-use ovbench_harness::engine::{
-    run_child, ChildOutcome, ChildRun, ChildSpec, RankReport, Sample,
-};
+use crate::step::{HostMemory, Progress, RecipeRun, RunSummary, StepConfig, StepError, StepSample};
+use ovbench_harness::engine::{run_child, ChildOutcome, ChildRun, ChildSpec, RankReport, Sample};
 use ovbench_harness::gpu::{self, GpuState};
 use ovbench_harness::nvml_sampler::{self, NvmlSamples};
 use ovbench_harness::Summary;
@@ -95,7 +91,10 @@ pub fn find_engine_script(roots: &[PathBuf]) -> Result<PathBuf, String> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!("OVBENCH_TORCH_ENGINE={}: no such file", p.display()))
+            Err(format!(
+                "OVBENCH_TORCH_ENGINE={}: no such file",
+                p.display()
+            ))
         };
     }
     let mut candidates = Vec::new();
@@ -263,7 +262,11 @@ pub fn describe_check(sf: &SameFunction) -> String {
             let problems: Vec<String> = r
                 .get("problems")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             line.push_str(&format!("\n  DIFFERENT: {}", problems.join("; ")));
         }
