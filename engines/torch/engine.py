@@ -160,18 +160,18 @@ def run(cfg, proto, rank, world, local):
         torch.set_num_threads(cfg["threads"])
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    backend = None
-    if world > 1:
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend, device_id=dev if dev.type == "cuda" else None)
+    backend = None if world == 1 else ("nccl" if dev.type == "cuda" else "gloo")
     ex = cfg["execution"]
     notes = not_honoured(ex, dev, cfg.get("compile"))
+    # Hello first: the harness samples this pid's GPU memory from now on.
     proto.send("hello", protocol=PROTOCOL, pid=os.getpid(), world_size=world, local_rank=local,
                engine={"name": "torch", "versions": versions(torch, dev), "executable": sys.executable,
                        "device": str(dev),
                        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor(),
                        "threads": torch.get_num_threads(), "backend": backend,
                        "compile": bool(cfg.get("compile"))})
+    if world > 1:
+        dist.init_process_group(backend, device_id=dev if dev.type == "cuda" else None)
     cuda = dev.type == "cuda"
     if cuda and cfg.get("mem_cap_bytes"):
         total = torch.cuda.get_device_properties(dev).total_memory

@@ -255,15 +255,9 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
+        // Once the leader is reaped its id may be reused, so only a live group is signalled.
         if !self.done {
             self.kill();
-        } else {
-            // The leader exited; make sure nothing it started lingers (e.g. torchrun's workers).
-            let pgid = self.child.id() as libc::pid_t;
-            // SAFETY: as above; the group may already be gone (ESRCH is fine).
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
         }
     }
 }

@@ -447,6 +447,14 @@ impl Extractor for ReproExtractor {
                 keys.insert(k.to_string(), s);
             }
         }
+        // The engine of every step, as for step records (older reports ran candle).
+        for (k, default) in STEP_CONFIG_DEFAULTS {
+            let v = rec
+                .at(&format!("config/{k}"))
+                .map(display_value)
+                .unwrap_or_else(|| default.to_string());
+            keys.insert(k.to_string(), v);
+        }
         Ok(keys)
     }
 

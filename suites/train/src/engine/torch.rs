@@ -407,6 +407,10 @@ fn spec_for(
     if std::env::var_os("OMP_WAIT_POLICY").is_none() {
         env.push(("OMP_WAIT_POLICY".into(), "PASSIVE".into()));
     }
+    // CUDA's device numbers in NVML's order, so that cuda:N and the sampled GPU N agree.
+    if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+        env.push(("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into()));
+    }
     ChildSpec {
         engine: name.into(),
         program: s.python.clone(),
