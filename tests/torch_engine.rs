@@ -389,3 +389,27 @@ fn readers_show_the_engine_and_never_pool_engines() {
     let index = std::fs::read_to_string(plots.join("index.md")).unwrap();
     assert!(index.contains("· torch"), "{index}");
 }
+
+/// The engine's own checks of its execution variants: recomputation, SDPA's kernels and the
+/// fused loss change no loss or gradient beyond rounding; bf16 autocast and bf16 first moments
+/// with the `kernels` decay set train; the moment-dtype AdamW in f32 is torch's AdamW.
+#[test]
+fn torch_engine_selftest_of_its_execution_variants() {
+    let Some(py) = torch_python() else { return };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("engines/torch/engine.py");
+    let out = Command::new(py)
+        .arg(&script)
+        .arg("--selftest")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in ["ov1 ok", "ov2 ok", "adamw ok"] {
+        assert!(text.contains(line), "{text}");
+    }
+}

@@ -345,6 +345,11 @@ def peak(out):
 
 
 def selftest():
+    """A tiny CPU run of both recipes under several executions (no harness needed): every
+    loss finite; recomputation and SDPA's kernels change no loss or gradient beyond rounding;
+    the moment-dtype AdamW with f32 moments takes torch.optim.AdamW's step."""
+    import copy
+
     import torch
     from ovbench_torch import model as M
     from ovbench_torch import optim as O
@@ -359,18 +364,64 @@ def selftest():
              "v2_input": torch.randint(1, 30000, (2, 127), generator=g),
              "v2_targets": torch.randint(1, 30000, (2, 127), generator=g), "v2_weights": torch.ones(2, 127),
              "v1_targets": torch.randint(1, 30000, (2, 128), generator=g), "v1_weights": torch.ones(2, 128)}
+    keep = torch.stack([torch.randperm(4, generator=g)[:2] for _ in range(2)])
+
+    def variant(**kw):
+        ex = copy.deepcopy(M.DEFAULT_EXECUTION)
+        for m in ex["modules"].values():
+            m["recompute"] = kw.get("recompute", False)
+            m["compute"] = kw.get("compute", "f32")
+        ex["attention_probs"] = kw.get("attention", "keep")
+        ex["loss_buffers"] = kw.get("loss", "materialized")
+        ex["optimizer"].update(kw.get("optimizer", {}))
+        return ex
+
+    def loss_and_grads(recipe, ex):
+        torch.manual_seed(0)
+        net = M.Model(mc, recipe, ex)
+        total, _, _ = net(batch, keep)
+        total.backward()
+        return total.item(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
     for r in ("ov1", "ov2"):
-        net = M.Model(mc, r)
-        opt = O.build(net, M.DEFAULT_EXECUTION["optimizer"], 1e-3)
-        losses = []
-        for _ in range(2):
-            total, _, _ = net(batch)
+        base, gb = loss_and_grads(r, variant())
+        for name, ex in (("recompute", variant(recompute=True)), ("sdpa-recompute", variant(attention="recompute")),
+                         ("fused-loss", variant(loss="fused"))):
+            l, gr = loss_and_grads(r, ex)
+            assert abs(l - base) <= 1e-5 * abs(base), (r, name, l, base)
+            worst = max((gr[n] - gb[n]).norm().item() / max(gb[n].norm().item(), 1e-12) for n in gb)
+            assert worst <= 1e-4, (r, name, worst)
+        for name, ex in (("bf16", variant(compute="bf16", recompute=True)),
+                         ("bf16-moments", variant(optimizer={"mu": "bf16", "decay_set": "kernels"}))):
+            torch.manual_seed(0)
+            net = M.Model(mc, r, ex)
+            opt = O.build(net, ex["optimizer"], 1e-3)
+            losses = []
+            for _ in range(2):
+                total, _, _ = net(batch, keep)
+                total.backward()
+                opt.step()
+                opt.zero_grad()
+                losses.append(total.item())
+            assert all(math.isfinite(x) for x in losses), (r, name, losses)
+            assert abs(losses[0] - base) <= 0.05 * abs(base), (r, name, losses, base)
+        print(r, "ok", base)
+    # The moment-dtype AdamW in f32 is torch's AdamW.
+    torch.manual_seed(0)
+    a = M.Model(mc, "ov2")
+    b = copy.deepcopy(a)
+    oa = O.build(a, M.DEFAULT_EXECUTION["optimizer"], 1e-3)
+    ob = O.build(b, M.DEFAULT_EXECUTION["optimizer"], 1e-3, own=True)
+    assert type(oa) is not type(ob)
+    for _ in range(3):
+        for net, opt in ((a, oa), (b, ob)):
+            total, _, _ = net(batch, keep)
             total.backward()
             opt.step()
             opt.zero_grad()
-            losses.append(total.item())
-        assert all(math.isfinite(x) for x in losses), losses
-        print(r, "ok", losses)
+    worst = max((pa - pb).abs().max().item() for pa, pb in zip(a.parameters(), b.parameters()))
+    assert worst <= 1e-5, worst
+    print("adamw ok", worst)
 
 
 def main():

@@ -69,8 +69,9 @@ class MomentAdamW(torch.optim.Optimizer):
             torch._foreach_add_(ps, [u.to(p.dtype) for u, p in zip(upd, ps)], alpha=-g["lr"])
 
 
-def build(model, opt_cfg, lr):
-    """The optimizer of `opt_cfg` (the execution's `optimizer`) over the trainable parameters."""
+def build(model, opt_cfg, lr, own=False):
+    """The optimizer of `opt_cfg` (the execution's `optimizer`) over the trainable parameters
+    (`own`: the moment-dtype AdamW even with f32 moments, for its test)."""
     flags = decays(model, opt_cfg.get("decay_set", "matrices_and_embeddings"))
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     wd = opt_cfg.get("weight_decay", 0.2)
@@ -81,7 +82,7 @@ def build(model, opt_cfg, lr):
     betas = (opt_cfg.get("b1", 0.9), opt_cfg.get("b2", 0.95))
     eps = opt_cfg.get("eps", 1e-8)
     mu, nu = opt_cfg.get("mu", "f32"), opt_cfg.get("nu", "f32")
-    if mu == "f32" and nu == "f32":
+    if mu == "f32" and nu == "f32" and not own:
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
     return MomentAdamW(groups, lr, betas, eps, wd, DTYPES[mu], DTYPES[nu])
 
