@@ -113,6 +113,9 @@ pub struct ChildRun {
     pub nvml: Vec<NvmlSamples>,
     /// Seconds from start to exit, start-up included.
     pub wall_s: f64,
+    /// How it ended after every rank said done: `exit status 0`, or what went wrong in its
+    /// teardown (the run's data is complete either way).
+    pub exit: String,
     pub stderr_tail: String,
 }
 
@@ -515,24 +518,25 @@ pub fn run_child(
         o.stderr_tail = tail(Duration::from_millis(500)).0;
         return Ok(ChildOutcome::Oom(o));
     }
-    let status = match group.wait_for(if expect.done.iter().all(|d| *d) {
+    let all_done = expect.done.iter().all(|d| *d);
+    let status = match group.wait_for(if all_done {
         EXIT_GRACE
     } else {
         spec.timeout.min(EXIT_GRACE)
     }) {
-        Some(s) => s,
+        Some(s) => Some(s),
+        // Every rank delivered everything: a slow teardown does not undo the run.
+        None if all_done => {
+            group.kill();
+            None
+        }
         None => {
             group.kill();
             let _ = stop_samplers(samplers);
-            let missing = expect.missing();
             return Err(EngineError::Exited {
                 engine,
                 status: "still running after closing its standard output; killed".into(),
-                missing: if missing.is_empty() {
-                    "every rank had said done".into()
-                } else {
-                    missing
-                },
+                missing: expect.missing(),
                 tail: tail(Duration::from_millis(500)),
             });
         }
@@ -540,9 +544,9 @@ pub fn run_child(
     let wall_s = started.elapsed().as_secs_f64();
     let nvml = stop_samplers(samplers);
     let text = stderr.text(Duration::from_secs(2));
-    let all_done = expect.done.iter().all(|d| *d);
-    if !all_done || !status.success() {
-        if !status.success() && is_oom_text(&text) {
+    let failed = status.is_some_and(|s| !s.success());
+    if !all_done {
+        if failed && is_oom_text(&text) {
             let line = text
                 .lines()
                 .rev()
@@ -556,22 +560,28 @@ pub fn run_child(
                 stderr_tail: text,
             }));
         }
-        let missing = expect.missing();
         return Err(EngineError::Exited {
             engine,
-            status: describe_status(&status),
-            missing: if missing.is_empty() {
-                "every rank had said done, but the exit status is a failure".into()
-            } else {
-                missing
-            },
+            status: status
+                .as_ref()
+                .map(describe_status)
+                .unwrap_or_else(|| "killed".into()),
+            missing: expect.missing(),
             tail: Tail(text),
         });
     }
+    let exit = match &status {
+        Some(s) => describe_status(s),
+        None => format!(
+            "killed: still running {} s after every rank said done",
+            EXIT_GRACE.as_secs()
+        ),
+    };
     Ok(ChildOutcome::Completed(ChildRun {
         ranks: expect.ranks.into_iter().map(|r| r.expect("done")).collect(),
         nvml,
         wall_s,
+        exit,
         stderr_tail: text,
     }))
 }

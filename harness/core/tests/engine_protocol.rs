@@ -89,6 +89,7 @@ fn a_complete_run_is_read_whole() {
     assert_eq!(rank.summary.as_ref().unwrap()["memory"]["peak_bytes"], 123);
     assert!(rank.pid > 0);
     assert!(r.stderr_tail.contains("warming up"));
+    assert_eq!(r.exit, "exit status 0");
 }
 
 #[test]
@@ -151,6 +152,17 @@ fn an_early_exit_says_what_was_missing() {
     assert!(e.contains("exit status 3"), "{e}");
     assert!(e.contains("measured samples 1 of 3"), "{e}");
     assert!(e.contains("Segmentation fault"), "{e}");
+
+    // Everything delivered, then a crash in teardown: the run stands, and says how it ended.
+    let body = format!(
+        "{HELLO}\n{SETUP}\n{}\necho '{{\"type\":\"summary\",\"rank\":0}}'\necho '{{\"type\":\"done\",\"rank\":0}}'\nexit 6",
+        sample(0, "measured", 0)
+    );
+    let p = script(dir.path(), "teardown.sh", &body);
+    match run(&spec(p, 1, &[("measured", 1)])).unwrap() {
+        ChildOutcome::Completed(r) => assert_eq!(r.exit, "exit status 6"),
+        other => panic!("{other:?}"),
+    }
 
     // A clean exit status does not excuse missing samples.
     let p = script(dir.path(), "short.sh", &format!("{HELLO}\n{SETUP}"));

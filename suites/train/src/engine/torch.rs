@@ -788,6 +788,12 @@ fn recipe_run(
         ));
     }
     notes.extend(not_honoured.iter().map(|n| format!("not honoured: {n}")));
+    if run.exit != "exit status 0" {
+        notes.push(format!(
+            "torch engine: every rank reported all its steps, then: {}",
+            run.exit
+        ));
+    }
     let str_of = |k: &str| engine_info.get(k).and_then(Value::as_str).map(String::from);
     Ok(RecipeRun {
         recipe,
