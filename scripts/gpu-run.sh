@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The GPU-machine run: given target/cuda/release/ovbench (built by scripts/build-cuda.sh on any
-# x86-64 Linux machine), runs, in order and within about 8 minutes on an H100/H200:
-#   1. environment: CUDA libraries from the Python nvidia-* packages (the binary loads them at
-#      run time; the smoke test names any it cannot find), nvidia-smi;
-#   2. kernel smoke test (one Ti/16 step of each recipe on the GPU);
-#   3. one step of each recipe on GPU vs CPU, same seed, f32 (and bf16 on GPU) -> loss agreement;
-#   4. the paper presets for both recipes (bf16, then f32 as time allows), warm-up 2, steps 5;
-#      So400m/14 runs at 378 px (27 x 14): ovbench needs a multiple of the patch, and the
-#      paper's 384 px gives the same 27 x 27 patches after the stride-14 patch embedding;
-#   5. max batch under a 32 GiB cap (L/14 224 px, bf16): oom is a result, not a crash; then
-#      `ovbench repro --preset l14-224` on the GPU, whose search bisects to the largest batch;
-#   6. PyTorch side by side: the same L/14 224 px batch 64 step (scripts/torch_step.py).
+# The GPU-machine run. First the torch engine, which needs no CUDA build: the CPU binary
+# (target/release/ovbench) loads NVML at run time and drives the machine's own PyTorch
+# (python3 with torch, or OVBENCH_PYTHON). Then, if target/cuda/release/ovbench is there (built
+# by scripts/build-cuda.sh on any x86-64 Linux machine), the candle engine's CUDA runs.
+# In order, within about 8 minutes on an H100/H200 (GPU_RUN_BUDGET_S):
+#   1. environment: CUDA libraries from the Python nvidia-* packages, nvidia-smi, versions;
+#   2. torch engine: smoke step on the GPU, the same-function check against candle (CPU,
+#      Ti/16), the L/14 224 px batch 64 bf16 step of both recipes (eager), the L/14 claim set
+#      with one command: `ovbench repro --preset l14-224 --engine torch` (max batch under a
+#      32 GiB cap searched by real steps), the GPU's matmul peak, the same step across every
+#      GPU (--nproc) when there are several, and with torch.compile;
+#   3. candle CUDA binary: smoke test (one Ti/16 step of each recipe), one step on GPU vs CPU
+#      (loss agreement), the paper presets for both recipes (bf16, then f32 as time allows;
+#      So400m/14 at 378 px = 27 x 14 patches, as the paper's 384 px gives), max batch under
+#      --mem-cap 32GiB, and `ovbench repro --preset l14-224` on candle.
 # Every record goes to $OUT (or ./results/gpu-run when OUT is unset), bundled as records.tar.gz.
+# TINY=1 runs the same sequence with tiny configurations on the CPU (a check of this script
+# on a machine without a GPU; the candle CUDA part is skipped).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT="${OUT:-$PWD/results/gpu-run}"
@@ -20,15 +25,17 @@ R="${RECORDS_DIR:-$(mktemp -d)/records}"; mkdir -p "$R"   # bundled into $OUT/re
 LOG="$OUT/gpu-run.log"
 exec > >(tee -a "$LOG") 2>&1
 BIN="${OVBENCH_BIN:-target/cuda/ovbench-gpu}"; [[ -x "$BIN" ]] || BIN=target/cuda/release/ovbench
+CPU_BIN="${OVBENCH_CPU_BIN:-target/release/ovbench}"
 START=$(date +%s)
 BUDGET="${GPU_RUN_BUDGET_S:-450}"
+TINY="${TINY:-0}"
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 say() { echo; echo "=== [$(( $(date +%s) - START ))s] $*"; }
 bundle() { tar -C "$(dirname "$R")" -czf "$OUT/records.tar.gz" "$(basename "$R")" 2>/dev/null; cp "$R/agreement.txt" "$OUT/" 2>/dev/null; }
 trap bundle EXIT
 
 say "environment"
-PY=$(command -v python3)
+PY="${OVBENCH_PYTHON:-$(command -v python3)}"
 SITE=$("$PY" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
 LIBS=""
 for s in $SITE; do for d in "$s"/nvidia/*/lib; do [[ -d "$d" ]] && LIBS="$LIBS:$d"; done; done
@@ -38,8 +45,55 @@ done
 export LD_LIBRARY_PATH="${LIBS#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 nvidia-smi || true
+"$PY" -c 'import torch, platform; print("python", platform.python_version(), "torch", torch.__version__, "CUDA", torch.version.cuda, "GPUs", torch.cuda.device_count())' \
+  || echo "no PyTorch in $PY: the torch engine part will fail (set OVBENCH_PYTHON)"
 # NVML accounting is left as the card was found (changing it would change the GPU's settings); the record says "unavailable" when it is off.
-[[ -x "$BIN" ]] || { echo "no binary at $BIN (carry target/cuda/release/ovbench)"; exit 1; }
+
+if [[ $TINY == 1 ]]; then
+  DEV=cpu; NGPU=2   # two gloo processes stand in for two GPUs
+  L14="--model Ti/16 --res 64 --batch 4 --dtype f32"; WS="--warmup 1 --steps 2"
+  REPRO="--preset small --device cpu --batch 2 --steps 1 --warmup 1 --mem-cap 2GiB --confirm-limit 4"
+else
+  DEV=cuda:0; NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || echo 0)
+  L14="--model L/14 --res 224 --batch 64 --dtype bf16"; WS="--warmup 2 --steps 5"
+  REPRO="--preset l14-224 --device cuda:0 --dtype bf16 --batch 16 --steps 2 --warmup 1 --mem-cap 32GiB --confirm-limit 256"
+fi
+
+tstep() { # name, args...: the torch engine through the CPU binary
+  local name=$1; shift
+  local t=$(( $(left) - 20 )); (( t > 300 )) && t=300
+  if (( t < 15 )); then echo "skip $name: out of time"; return 1; fi
+  echo "--- $name: ovbench step --engine torch $*"
+  timeout "$t" "$CPU_BIN" step --engine torch --python "$PY" --quiet --out "$R/$name.json" "$@"; local rc=$?
+  echo "--- $name: exit $rc"; return $rc
+}
+
+say "torch engine (no CUDA build: $CPU_BIN drives $PY)"
+if [[ -x "$CPU_BIN" ]]; then
+  tstep torch-smoke --device $DEV --model Ti/16 --res 112 --batch 8 --warmup 1 --steps 1
+  tstep torch-check-same --check-same --device cpu --model Ti/16 --res 112 --batch 8 --warmup 0 --steps 1
+  tstep torch-L14-224-b64-eager --device $DEV $L14 $WS
+  # The claim set before the slower extras (compilation takes minutes per recipe).
+  t=$(( $(left) - 20 )); (( t > 300 )) && t=300
+  if (( t >= 60 )); then
+    echo "--- torch repro: ovbench repro --engine torch $REPRO"
+    timeout "$t" "$CPU_BIN" repro --engine torch --python "$PY" $REPRO --out "$R/torch-repro" --quiet
+    echo "--- torch repro: exit $?"
+  else
+    echo "skip torch repro: out of time"
+  fi
+  [[ $TINY == 1 ]] || timeout 60 "$PY" engines/torch/engine.py --peak --out "$R/peak-matmul.json"
+  if (( NGPU > 1 )); then
+    tstep torch-L14-224-b64-nproc$NGPU --device $DEV $L14 $WS --nproc $NGPU
+  fi
+  tstep torch-L14-224-b64-compiled --device $DEV $L14 $WS --compile
+else
+  echo "no CPU binary at $CPU_BIN (cargo build --release; carry target/release/ovbench): torch engine skipped"
+fi
+
+[[ $TINY == 1 ]] && { say "done (TINY: the candle CUDA part needs a GPU)"; exit 0; }
+say "candle engine: CUDA binary $BIN"
+[[ -x "$BIN" ]] || { echo "no CUDA binary at $BIN (scripts/build-cuda.sh; carry target/cuda/release/ovbench): candle CUDA part skipped"; exit 0; }
 if ldd "$BIN" | grep "not found"; then echo "missing libraries: stop"; exit 1; fi
 for l in libcuda.so.1 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
   found=no; for d in ${LD_LIBRARY_PATH//:/ }; do [[ -e "$d/$l" ]] && found="$d"; done
@@ -101,16 +155,6 @@ if [[ $KERNELS != composed ]]; then
   say "portable against composed ops on the GPU (L/14, 84 px, batch 128, bf16)"
   step L14-84-b128-bf16-composed --warmup 2 --steps 5 --device cuda:0 --kernels composed \
     --model L/14 --res 84 --batch 128 --dtype bf16
-fi
-
-say "PyTorch side by side (L/14, 224 px, batch 64)"
-timeout 60 "$PY" scripts/torch_step.py --peak --out "$R/peak-matmul.json"
-if [[ -f "$R/L14-224-b64-bf16.json" ]]; then
-  for dt in bf16 f32; do for rc in ov1 ov2; do
-    (( $(left) > 40 )) || break
-    timeout $(( $(left) - 20 )) "$PY" scripts/torch_step.py --record "$R/L14-224-b64-bf16.json" \
-      --recipe $rc --dtype $dt --warmup 2 --steps 5 --out "$R/torch-L14-224-b64-$rc-$dt.json"
-  done; done
 fi
 
 say "max batch under --mem-cap 32GiB (L/14 224 px bf16, one step)"

@@ -1,64 +1,59 @@
 #!/usr/bin/env python3
-"""ovbench's training step against PyTorch eager's, on the same CPU, same configurations, same
-threads; run by scripts/torch-vs-ovbench.sh (which installs torch first).
+"""The candle engine against the torch engine, eager and compiled, on the same CPU, same
+configurations, same threads; run by scripts/torch-vs-ovbench.sh (which finds the Python with
+torch and the binary). Every run is `ovbench step`: the engines differ, the harness (clocks,
+warm-up and sample counts, memory views, records) does not.
 
 For each configuration:
- 1. same function: `ovbench step --export-init` writes ovbench's initial weights, batch, kept
-    patch indices and losses; scripts/torch_step.py --check loads them into the PyTorch model
-    and compares parameter count (and every name, shape, decay flag), the step-0 loss, the
-    step-0 gradient norms and the step-1 loss after one AdamW update. Any difference beyond the
-    tolerances stops the run (exit 1): timing two different functions would mean nothing.
- 2. timing in alternation, A B A B ...: each round runs `ovbench step` (both recipes) then
-    torch_step.py (both recipes, starting from the same exported weights and batch), with the
-    same threads, warm-up and measured steps, and ovbench's masks, so that every step's loss
-    can be compared too (reported, not enforced). PyTorch runs with OMP_WAIT_POLICY=PASSIVE by
-    default (--omp-wait): its OpenMP workers otherwise spin, which on a loaded 2-core machine
-    made its element-wise ops several times slower (ovbench likewise keeps candle's spinning
-    element-wise pool to one thread).
- 3. per configuration and recipe: median step time of each side over all measured steps of all
-    rounds, the ratio ovbench / PyTorch (below 1: ovbench is faster), the min-max of the
-    per-round ratios and a 95 % bootstrap interval of the ratio of medians (seeded).
-Writes results/torch-cpu/torch-vs-ovbench-<UTC time>.{json,csv} (and .md, the table).
+ 1. same function: `ovbench step --engine torch --check-same` (candle exports its weights,
+    batch, masks and losses; the torch engine loads them and compares parameter names and
+    counts, the step-0 loss, every gradient norm and the step-1 loss). Any difference stops
+    the run (exit 1): timing two different functions would mean nothing.
+ 2. timing in alternation: each round runs `ovbench step --engine candle`, `--engine torch`
+    and `--engine torch --compile` (both recipes), the order rotated every round, with the
+    same threads, warm-up and measured steps; every record is kept.
+ 3. per configuration, recipe and engine: the median step time over all measured steps of all
+    rounds, the ratio to candle with a 95 % bootstrap interval (seeded), and the peak memory
+    as each engine measures it (candle: its counting allocator over the baseline; torch: the
+    process's RSS high-water mark over its RSS before the model was built).
+Then the scaling table (--scaling N, default 2; 0 skips it): the torch engine at 1 and N
+processes (gloo, `--threads 1` each, batch per process as configured), alternating; images/s
+per device and the gradient all-reduce's share of the step (from DDP no_sync steps).
+Writes results/torch-cpu/torch-vs-ovbench-<UTC time>.{json,md}.
 """
-import argparse, csv, datetime, json, os, platform, random, statistics, subprocess, sys, time
+import argparse, datetime, json, os, platform, random, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name: (model, resolution, batch, rounds, warmup, steps, check). Sized so that a full run takes
-# about 20 minutes on 2 cores: a B/16 224 px batch-4 step and an L/14 224 px batch-2 step each take
-# seconds to tens of seconds, so those get fewer rounds; the Ti ones are cheap and noisy, so
-# they get more. Every configuration gets the full
-# check ("full": parameter count, names, shapes, the step-0 loss, the step-0 gradient norms and the
-# step-1 loss; "forward" stops after the step-0 loss).
+# name: (model, resolution, batch, rounds, warmup, steps). A B/16 224 px batch-4 step takes
+# seconds on 2 cores, so it gets fewer rounds; the Ti ones are cheap and noisy, so more.
 CONFIGS = {
-    "default": ("Ti/16", 112, 8, 4, 1, 2, "full"),
-    "ti224": ("Ti/16", 224, 8, 4, 1, 2, "full"),
-    "b224": ("B/16", 224, 4, 3, 1, 2, "full"),
-    "l224": ("L/14", 224, 2, 2, 1, 1, "full"),
+    "default": ("Ti/16", 112, 8, 4, 1, 2),
+    "ti224": ("Ti/16", 224, 8, 3, 1, 2),
+    "b224": ("B/16", 224, 4, 3, 1, 2),
+    "l224": ("L/14", 224, 2, 2, 1, 1),
+    # A check of this script, not a measurement.
+    "tiny": ("Ti/16", 64, 4, 1, 1, 1),
 }
+ENGINES = {"candle": ["--engine", "candle"], "torch": ["--engine", "torch"],
+           "torch.compile": ["--engine", "torch", "--compile"]}
 
 
-def sh(cmd, log, env=None):
+def sh(cmd, log):
     """Runs `cmd`, its output appended to `log`; raises with the log's tail on failure."""
     with open(log, "a") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
-        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
     if p.returncode != 0:
         tail = open(log).read()[-3000:]
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}\n{tail}")
-    return p.returncode
-
-
-def median(xs):
-    return statistics.median(xs)
 
 
 def bootstrap_ratio(a, b, reps=2000, seed=0):
     rng = random.Random(seed)
-    rs = sorted(
-        median(rng.choices(a, k=len(a))) / median(rng.choices(b, k=len(b))) for _ in range(reps)
-    )
+    med = statistics.median
+    rs = sorted(med(rng.choices(a, k=len(a))) / med(rng.choices(b, k=len(b))) for _ in range(reps))
     return rs[int(0.025 * reps)], rs[min(reps - 1, int(0.975 * reps))]
 
 
@@ -83,32 +78,43 @@ def fmt_s(x):
     return f"{x:.2f} s" if x >= 1 else f"{x * 1e3:.0f} ms"
 
 
+def fmt_b(x):
+    return f"{x / 2**20:.0f} MiB" if x is not None else "-"
+
+
+def body(path):
+    j = json.load(open(path))
+    return j.get("body", j)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/ovbench"))
-    ap.add_argument("--python", default=sys.executable, help="the interpreter with torch")
-    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {','.join(CONFIGS)}")
+    ap.add_argument("--python", required=True, help="the interpreter with torch (passed to ovbench --python)")
+    ap.add_argument("--configs", default="default,b224", help=f"comma-separated, of {','.join(CONFIGS)}")
+    ap.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {','.join(ENGINES)}")
     ap.add_argument("--quick", action="store_true", help="the default preset only, 2 rounds of 1 + 2 steps")
     ap.add_argument("--rounds", type=int, help="rounds for every configuration (default: per configuration)")
-    ap.add_argument("--warmup", type=int, help="warm-up steps for every configuration")
+    ap.add_argument("--warmup", type=int, help="warm-up steps for every configuration (at least 1: compilation)")
     ap.add_argument("--steps", type=int, help="measured steps for every configuration")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads on both sides (default: all CPUs)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every engine (default: all CPUs)")
+    ap.add_argument("--scaling", type=int, default=2, help="processes of the scaling table (0: no table)")
+    ap.add_argument("--scaling-config", default="default", help="configuration of the scaling table")
     ap.add_argument("--check-only", action="store_true", help="the same-function check, no timing")
-    ap.add_argument("--full-check", action="store_true", help="gradient and step-1 check for every configuration")
-    ap.add_argument("--omp-wait", default="passive", choices=["passive", "active", "default"],
-                    help="OMP_WAIT_POLICY of the PyTorch process (default passive: its OpenMP workers "
-                         "sleep instead of spinning, which on a shared or loaded machine costs PyTorch "
-                         "far less; 'default' leaves the environment as it is)")
     ap.add_argument("--no-check", action="store_true", help="skip the same-function check (not for published numbers)")
     ap.add_argument("--out", default=os.path.join(ROOT, "results/torch-cpu"))
     ap.add_argument("--work", default=os.path.join(ROOT, "results/scratch/torch-cpu"),
-                    help="exports and per-run records (large; git-ignored)")
+                    help="per-run records (git-ignored)")
     a = ap.parse_args()
 
     names = ["default"] if a.quick else [c for c in a.configs.split(",") if c]
+    engines = [e for e in a.engines.split(",") if e]
     for n in names:
         if n not in CONFIGS:
             ap.error(f"unknown configuration {n!r} (known: {', '.join(CONFIGS)})")
+    for e in engines:
+        if e not in ENGINES:
+            ap.error(f"unknown engine {e!r} (known: {', '.join(ENGINES)})")
     if not os.access(a.bin, os.X_OK):
         ap.error(f"{a.bin}: no ovbench binary (cargo build --release --bin ovbench)")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -116,100 +122,104 @@ def main():
     os.makedirs(work, exist_ok=True)
     os.makedirs(a.out, exist_ok=True)
     log = os.path.join(work, "log.txt")
-    torch_step = os.path.join(ROOT, "scripts/torch_step.py")
     T = str(a.threads)
     started = time.time()
-    print(f"ovbench {a.bin} vs PyTorch ({a.python}), {a.threads} threads; log {log}", flush=True)
+    print(f"ovbench {a.bin}, engines {', '.join(engines)}, torch from {a.python}, {a.threads} threads; log {log}", flush=True)
+    base = [a.bin, "step", "--python", a.python, "--quiet"]
 
-    checks, results, loads, provenances = {}, [], [], {}
-    tenv = dict(os.environ)
-    if a.omp_wait != "default":
-        tenv["OMP_WAIT_POLICY"] = a.omp_wait.upper()
+    checks, results, loads, versions = {}, [], [], None
     for name in names:
-        model, res, batch, rounds, warmup, steps, depth = CONFIGS[name]
-        if a.full_check:
-            depth = "full"
+        model, res, batch, rounds, warmup, steps = CONFIGS[name]
         if a.quick:
             rounds, warmup, steps = 2, 1, 2
         rounds = a.rounds or rounds
-        warmup = a.warmup if a.warmup is not None else warmup
+        warmup = max(1, a.warmup if a.warmup is not None else warmup)
         steps = a.steps or steps
         shape = ["--model", model, "--res", str(res), "--batch", str(batch), "--threads", T]
+        label = f"{model} {res} px b{batch}"
         d = os.path.join(work, name)
         os.makedirs(d, exist_ok=True)
-        label = f"{model} {res} px b{batch}"
-        exp = os.path.join(d, "export")
-        sh([a.bin, "step", *shape, "--warmup", str(warmup), "--steps", str(steps), "--export-init", exp]
-           + (["--export-forward-only"] if depth == "forward" else []), log)
         if not a.no_check:
-            print(f"[{name}] {label}: same-function check ({depth}) ...", flush=True)
+            print(f"[{name}] {label}: same-function check ...", flush=True)
             cj = os.path.join(d, "check.json")
-            p = subprocess.run([a.python, torch_step, "--init", exp, "--check", "--recipe", "both",
-                                "--threads", T, "--out", cj], cwd=ROOT, capture_output=True, text=True,
-                               env=tenv)
-            print("  " + p.stdout.strip().replace("\n", "\n  "), flush=True)
-            if p.returncode != 0 or not os.path.exists(cj):
-                print(p.stderr[-3000:], file=sys.stderr)
-                print(f"SAME-FUNCTION CHECK FAILED for {name} ({label}): ovbench and PyTorch do not "
-                      f"compute the same step; no timing is reported.", file=sys.stderr)
+            try:
+                sh(base + ["--engine", "torch", "--check-same", *shape, "--warmup", "0", "--steps", "1", "--out", cj], log)
+            except RuntimeError as e:
+                print(str(e)[-3000:], file=sys.stderr)
+                print(f"SAME-FUNCTION CHECK FAILED for {name} ({label}): no timing is reported.", file=sys.stderr)
                 return 1
-            checks[name] = json.load(open(cj))
+            checks[name] = [r["engine"]["same_function"] for r in body(cj)["runs"]]
+            for c in checks[name]:
+                print(f"  {c['recipe']}: params {c['params_torch']:,}; step-0 loss rel diff {c['loss0_rel_diff']:.1e}; "
+                      f"step-1 {c.get('loss1_rel_diff', float('nan')):.1e}; grad norms {c.get('grad_norm_max_rel_diff', float('nan')):.1e}", flush=True)
         if a.check_only:
             continue
-        ov, tc = {"ov1": [], "ov2": []}, {"ov1": [], "ov2": []}
-        per_round = {"ov1": [], "ov2": []}
-        loss_diff = {"ov1": 0.0, "ov2": 0.0}
-        provenance = None
+        times = {e: {"ov1": [], "ov2": []} for e in engines}
+        peaks = {e: {"ov1": [], "ov2": []} for e in engines}
+        rss = {e: {"ov1": [], "ov2": []} for e in engines}
         for r in range(rounds):
-            l0 = os.getloadavg()[0]
-            rec = os.path.join(d, f"ovbench-r{r}.json")
-            t0 = time.time()
-            sh([a.bin, "step", *shape, "--warmup", str(warmup), "--steps", str(steps), "--quiet",
-                "--out", rec], log)
-            t1 = time.time()
-            tj = os.path.join(d, f"torch-r{r}.json")
-            sh([a.python, torch_step, "--init", exp, "--recipe", "both", "--device", "cpu", "--threads", T,
-                "--warmup", str(warmup), "--steps", str(steps), "--out", tj], log, env=tenv)
-            t2 = time.time()
-            loads.append({"config": name, "round": r, "load1_before": l0, "load1_after": os.getloadavg()[0]})
-            orec = json.load(open(rec))
-            provenance = provenance or orec.get("provenance")
-            trec = json.load(open(tj))
-            truns = trec["runs"] if "runs" in trec else [trec]
+            order = engines[r % len(engines):] + engines[:r % len(engines)]
             line = []
-            for run in orec["runs"]:
-                k = run["recipe"]
-                tr = next(x for x in truns if x["recipe"] == k)
-                o = [s["total_s"] for s in run["samples"]]
-                t = [s["total_s"] for s in tr["samples"]]
-                # Same weights, batch and masks: every step's loss should agree (later steps drift
-                # slightly, AdamW amplifying float differences in tiny gradients).
-                lo_ = run["warmup_losses"] + [s["loss"] for s in run["samples"]]
-                lt_ = tr["warmup_losses"] + [s["loss"] for s in tr["samples"]]
-                loss_diff[k] = max([loss_diff[k]] + [abs(x - y) / abs(x) for x, y in zip(lo_, lt_)])
-                ov[k] += o
-                tc[k] += t
-                per_round[k].append(median(o) / median(t))
-                line.append(f"{k} {fmt_s(median(o))} vs {fmt_s(median(t))}")
-            print(f"[{name}] round {r + 1}/{rounds}: " + ", ".join(line)
-                  + f"  (wall {t1 - t0:.0f} s + {t2 - t1:.0f} s, load {l0:.1f})", flush=True)
+            for e in order:
+                rec = os.path.join(d, f"{e}-r{r}.json")
+                l0 = os.getloadavg()[0]
+                sh(base + ENGINES[e] + shape + ["--warmup", str(warmup), "--steps", str(steps), "--out", rec], log)
+                loads.append({"config": name, "round": r, "engine": e, "load1_before": l0})
+                b = body(rec)
+                for run in b["runs"]:
+                    k = run["recipe"]
+                    times[e][k] += [s["total_s"] for s in run["samples"]]
+                    peaks[e][k].append(run["memory"]["peak_over_baseline_bytes"])
+                    if run["memory"].get("rss_peak_bytes"):
+                        rss[e][k].append(run["memory"]["rss_peak_bytes"])
+                    if run.get("engine") and versions is None:
+                        versions = run["engine"]["versions"]
+                line.append(f"{e} " + "/".join(fmt_s(statistics.median(times[e][k][-steps:])) for k in ("ov1", "ov2")))
+            print(f"[{name}] round {r + 1}/{rounds}: " + ", ".join(line), flush=True)
         for k in ("ov1", "ov2"):
-            mo, mt = median(ov[k]), median(tc[k])
-            lo, hi = bootstrap_ratio(ov[k], tc[k])
-            results.append({
-                "config": name, "model": model, "resolution": res, "batch": batch, "recipe": k,
-                "rounds": rounds, "warmup": warmup, "steps": steps, "threads": a.threads,
-                "ovbench_median_s": mo, "torch_median_s": mt, "ratio": mo / mt,
-                "ratio_round_min": min(per_round[k]), "ratio_round_max": max(per_round[k]),
-                "ratio_ci95": [lo, hi], "ovbench_samples_s": ov[k], "torch_samples_s": tc[k],
-                "per_round_ratios": per_round[k], "loss_max_rel_diff": loss_diff[k],
-            })
-        provenances[name] = provenance
+            ref = times["candle"][k] if "candle" in engines else None
+            for e in engines:
+                m = statistics.median(times[e][k])
+                row = {"config": name, "model": model, "resolution": res, "batch": batch, "recipe": k,
+                       "engine": e, "rounds": rounds, "warmup": warmup, "steps": steps, "threads": a.threads,
+                       "median_s": m, "samples_s": times[e][k],
+                       "peak_bytes": max(peaks[e][k]) if peaks[e][k] else None,
+                       "peak_view": "allocator over baseline" if e == "candle" else "RSS high-water mark over baseline",
+                       # The same view for every engine: the process's RSS high-water mark.
+                       "rss_peak_bytes": max(rss[e][k]) if rss[e][k] else None}
+                if ref:
+                    row["ratio_to_candle"] = m / statistics.median(ref)
+                    row["ratio_ci95"] = list(bootstrap_ratio(times[e][k], ref))
+                results.append(row)
 
-    torch_version = subprocess.run([a.python, "-c", "import warnings; warnings.filterwarnings('ignore'); import torch; print(torch.__version__)"],
-                                   capture_output=True, text=True).stdout.strip()
+    scaling = []
+    if a.scaling > 1 and not a.check_only:
+        model, res, batch, _, warmup, steps = CONFIGS[a.scaling_config]
+        shape = ["--model", model, "--res", str(res), "--batch", str(batch), "--threads", "1"]
+        rounds = a.rounds or 2
+        per = {1: {"ov1": [], "ov2": []}, a.scaling: {"ov1": [], "ov2": []}}
+        share = {"ov1": [], "ov2": []}
+        d = os.path.join(work, "scaling")
+        os.makedirs(d, exist_ok=True)
+        for r in range(rounds):
+            for n in ([1, a.scaling] if r % 2 == 0 else [a.scaling, 1]):
+                rec = os.path.join(d, f"n{n}-r{r}.json")
+                sh(base + ["--engine", "torch", "--nproc", str(n)] + shape
+                   + ["--warmup", str(max(1, a.warmup or warmup)), "--steps", str(a.steps or steps), "--out", rec], log)
+                for run in body(rec)["runs"]:
+                    k = run["recipe"]
+                    per[n][k] += [batch / s["total_s"] for s in run["samples"]]
+                    if n > 1 and run["engine"].get("allreduce"):
+                        share[k].append(run["engine"]["allreduce"]["share"])
+            print(f"[scaling] round {r + 1}/{rounds} done", flush=True)
+        for k in ("ov1", "ov2"):
+            scaling.append({"recipe": k, "model": model, "resolution": res, "batch_per_device": batch,
+                            "images_per_s_per_device_1": statistics.median(per[1][k]),
+                            f"images_per_s_per_device_{a.scaling}": statistics.median(per[a.scaling][k]),
+                            "efficiency": statistics.median(per[a.scaling][k]) / statistics.median(per[1][k]),
+                            "allreduce_share": statistics.median(share[k]) if share[k] else None})
+
     head = git("rev-parse", "HEAD")
-    # Records written under results/ by the runs themselves do not make the code dirty.
     dirty = any(not line[3:].startswith("results/")
                 for line in git("status", "--porcelain", "--untracked-files=no").splitlines())
     summary = {
@@ -217,59 +227,51 @@ def main():
         "created_utc": stamp,
         "command_line": sys.argv,
         "git": {"commit": head, "dirty": dirty},
-        "binary": {"path": a.bin, "mtime_utc": datetime.datetime.fromtimestamp(
-            os.path.getmtime(a.bin), datetime.timezone.utc).isoformat()},
-        "torch": torch_version,
+        "binary": {"path": a.bin},
+        "torch_versions": versions,
         "host": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "os": platform.platform()},
         "threads": a.threads,
-        "torch_omp_wait_policy": tenv.get("OMP_WAIT_POLICY"),
+        "engines": engines,
         "wall_s": time.time() - started,
         "same_function": checks,
         "results": results,
+        "scaling": scaling,
         "load": loads,
-        "ovbench_provenance": provenances,
-        "ratio": "ovbench median step time / PyTorch median step time (below 1: ovbench faster)",
+        "records": work,
+        "ratio": "engine median step time / candle median step time (below 1: faster than candle)",
     }
     tag = "torch-vs-ovbench-" + stamp + ("-check" if a.check_only else "")
     with open(os.path.join(a.out, tag + ".json"), "w") as f:
         json.dump(summary, f, indent=1)
-    print()
-    if checks:
-        print("same function (ovbench weights and batch loaded into PyTorch):")
-        print("| configuration | recipe | parameters (both) | step-0 loss ovbench | step-0 loss PyTorch | rel. diff | step-1 rel. diff | grad-norm max rel. diff |")
-        print("|---|---|---|---|---|---|---|---|")
-        for name, cs in checks.items():
-            m, r_, b, *_ = CONFIGS[name]
-            for c in cs:
-                fo = c.get("forward_only")
-                print(f"| {m} {r_} px b{b} | {c['recipe']} | {c['params_torch']:,} | {c['loss0_ovbench']:.6f} | "
-                      f"{c['loss0_torch']:.6f} | {c['loss0_rel_diff']:.1e} | "
-                      + ("- | - |" if fo else f"{c['loss1_rel_diff']:.1e} | {c['grad_norm_max_rel_diff']:.1e} |"))
+    rows = []
     if results:
-        rows = ["| configuration | recipe | ovbench step (median) | PyTorch step (median) | ratio ovbench / PyTorch | per-round min-max | 95 % bootstrap | rounds x steps | losses agree (max rel.) |",
-                "|---|---|---|---|---|---|---|---|---|"]
+        rows += ["| configuration | recipe | engine | step (median) | / candle [95 % bootstrap] | peak memory (engine's view) | peak RSS (process) | rounds x steps |",
+                 "|---|---|---|---|---|---|---|---|"]
         for r in results:
+            ratio = (f"{r['ratio_to_candle']:.2f} [{r['ratio_ci95'][0]:.2f}, {r['ratio_ci95'][1]:.2f}]"
+                     if "ratio_to_candle" in r else "-")
             rows.append(f"| {r['model']} {r['resolution']} px b{r['batch']} | {'OpenVision' if r['recipe'] == 'ov1' else 'OpenVision 2'} | "
-                        f"{fmt_s(r['ovbench_median_s'])} | {fmt_s(r['torch_median_s'])} | **{r['ratio']:.2f}** | "
-                        + (f"{r['ratio_round_min']:.2f}-{r['ratio_round_max']:.2f} | " if r['rounds'] > 1 else "- (1 round) | ")
-                        + (f"{r['ratio_ci95'][0]:.2f}-{r['ratio_ci95'][1]:.2f} | " if len(r['ovbench_samples_s']) > 1 else "- | ")
-                        + f"{r['rounds']} x {r['steps']} | {r['loss_max_rel_diff']:.0e} |")
-        ls = [x["load1_before"] for x in loads]
-        foot = (f"\n{cpu_model()}, {os.cpu_count()} CPUs, {a.threads} threads each side; torch {torch_version} "
-                f"(OMP_WAIT_POLICY={tenv.get('OMP_WAIT_POLICY', 'unset')}); "
-                f"ovbench at git {head[:10]}{' (dirty tree)' if dirty else ''}; "
-                f"load average (1 min) at round starts {min(ls):.1f}-{max(ls):.1f}; wall {summary['wall_s'] / 60:.1f} min")
-        table = "\n".join(rows) + "\n" + foot
+                        f"{r['engine']} | {fmt_s(r['median_s'])} | {ratio} | {fmt_b(r['peak_bytes'])} ({r['peak_view']}) | "
+                        f"{fmt_b(r['rss_peak_bytes'])} | "
+                        f"{r['rounds']} x {r['steps']} |")
+    if scaling:
+        n = a.scaling
+        rows += ["", f"| scaling (torch, gloo, 1 thread per process) | recipe | images/s per device, 1 process | images/s per device, {n} processes | efficiency | all-reduce share |",
+                 "|---|---|---|---|---|---|"]
+        for s in scaling:
+            rows.append(f"| {s['model']} {s['resolution']} px, {s['batch_per_device']} per device | {s['recipe']} | "
+                        f"{s['images_per_s_per_device_1']:.2f} | {s[f'images_per_s_per_device_{n}']:.2f} | "
+                        f"{s['efficiency']:.2f} | {'-' if s['allreduce_share'] is None else format(s['allreduce_share'], '.1%')} |")
+    if rows:
+        ls = [x["load1_before"] for x in loads] or [float("nan")]
+        rows.append(f"\n{cpu_model()}, {os.cpu_count()} CPUs, {a.threads} threads per engine; torch "
+                    f"{(versions or {}).get('torch')}; ovbench at git {head[:10]}{' (dirty tree)' if dirty else ''}; "
+                    f"load average (1 min) at run starts {min(ls):.1f}-{max(ls):.1f}; wall {summary['wall_s'] / 60:.1f} min")
+        table = "\n".join(rows)
+        print()
         print(table)
         with open(os.path.join(a.out, tag + ".md"), "w") as f:
             f.write(table + "\n")
-        with open(os.path.join(a.out, tag + ".csv"), "w", newline="") as f:
-            w = csv.writer(f)
-            cols = ["config", "model", "resolution", "batch", "recipe", "rounds", "warmup", "steps", "threads",
-                    "ovbench_median_s", "torch_median_s", "ratio", "ratio_round_min", "ratio_round_max"]
-            w.writerow(cols + ["ratio_ci95_lo", "ratio_ci95_hi"])
-            for r in results:
-                w.writerow([r[c] for c in cols] + r["ratio_ci95"])
     print(f"\nrecord: {os.path.join(a.out, tag)}.json")
     return 0
 

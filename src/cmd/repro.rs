@@ -42,6 +42,22 @@ pub struct ReproArgs {
     /// ops on CUDA)
     #[arg(long, default_value = "fused")]
     pub kernels: ovbench_train::fused::Kernels,
+    /// What runs each step: candle or torch (see `ovbench step --engine`)
+    #[arg(long, default_value = "candle")]
+    pub engine: ovbench_train::engine::EngineKind,
+    /// torch.compile every step (torch engine)
+    #[arg(long)]
+    pub compile: bool,
+    /// Processes per step under torchrun, each with --batch images (torch engine)
+    #[arg(long, default_value_t = 1)]
+    pub nproc: usize,
+    /// Python interpreter with torch (torch engine; default: $OVBENCH_PYTHON, else
+    /// scripts/pyenv.sh's cached environment)
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Seconds the torch engine may go without reporting before it is killed
+    #[arg(long, default_value_t = 1800.0)]
+    pub engine_timeout: f64,
     /// Per-device memory cap for the fits/OOM claims and the max-batch search
     #[arg(long, default_value = "32GB")]
     pub mem_cap: String,
@@ -92,6 +108,9 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
         confirm_limit: args.confirm_limit,
         threads: args.threads,
         kernels: args.kernels,
+        engine: args.engine,
+        compile: args.compile,
+        nproc: args.nproc,
         ..ReproConfig::new(args.preset)
     };
     if args.steps == 0 {
@@ -101,6 +120,9 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &json {
         ovbench_harness::io::check_writable(p)
             .context("--out: the record could not be written there")?;
+    }
+    if cfg.engine == ovbench_train::engine::EngineKind::Torch {
+        super::step::configure_torch(args.python.as_deref(), args.engine_timeout, 1.0)?;
     }
     super::step::apply_threads(cfg.threads, cfg.ew_threads);
     ovbench_harness::alloc::retain_freed_memory();

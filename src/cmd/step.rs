@@ -85,8 +85,32 @@ pub struct StepArgs {
     /// No progress output
     #[arg(long, short)]
     pub quiet: bool,
+    /// What runs the step: candle (ovbench's models, in this process) or torch (the same
+    /// models in PyTorch, engines/torch, in a child process; see docs/engines.md)
+    #[arg(long, default_value = "candle")]
+    pub engine: ovbench_train::engine::EngineKind,
+    /// torch.compile the step (torch engine; the warm-up steps compile, so --warmup >= 1)
+    #[arg(long)]
+    pub compile: bool,
+    /// Processes under torchrun, one per device (cuda:N, N+1, ...), each with --batch images;
+    /// DistributedDataParallel over NCCL on GPUs, gloo on the CPU (torch engine)
+    #[arg(long, default_value_t = 1)]
+    pub nproc: usize,
+    /// Python interpreter with torch for the torch engine (default: $OVBENCH_PYTHON, else the
+    /// cached environment of scripts/pyenv.sh, installed on first use)
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Before timing, check that the torch engine computes the same function as candle (same
+    /// weights, batch and masks: parameter names and counts, step-0 loss, gradient norms,
+    /// step-1 loss; f32 on the CPU); exit 1 when it does not. The timed run then starts from
+    /// ovbench's weights. Meant for small models: candle runs two steps on the CPU
+    #[arg(long)]
+    pub check_same: bool,
+    /// Seconds the torch engine may go without reporting before it is killed
+    #[arg(long, default_value_t = 1800.0)]
+    pub engine_timeout: f64,
     /// Instead of timing, write each recipe's initial weights, batch, kept-token indices and
-    /// step-0/1 losses under this folder, for scripts/torch_step.py's same-function check
+    /// step-0/1 losses under this folder, for the torch engine's same-function check
     #[arg(long, hide = true)]
     pub export_init: Option<PathBuf>,
     /// With --export-init: the step-0 loss only (no gradients, no update; large models)
@@ -117,9 +141,36 @@ impl StepArgs {
             ew_threads: self.ew_threads,
             remat: self.remat,
             kernels: self.kernels,
+            engine: self.engine,
+            compile: self.compile,
+            nproc: self.nproc,
             ..StepConfig::small()
         }
     }
+}
+
+/// Resolves the torch engine (engines/torch/engine.py and its Python) for this process.
+pub fn configure_torch(
+    python: Option<&std::path::Path>,
+    timeout_s: f64,
+    nvml_interval_ms: f64,
+) -> anyhow::Result<()> {
+    use ovbench_train::engine::torch;
+    if !(timeout_s > 0.0 && timeout_s.is_finite()) {
+        anyhow::bail!("--engine-timeout must be a positive number of seconds");
+    }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = torch::find_engine_script(&[here]).map_err(anyhow::Error::msg)?;
+    let python =
+        torch::resolve_python(python, &torch::root_of(&script)).map_err(anyhow::Error::msg)?;
+    torch::configure(torch::TorchSettings {
+        python,
+        script,
+        timeout: std::time::Duration::from_secs_f64(timeout_s),
+        nvml_interval: std::time::Duration::from_secs_f64(nvml_interval_ms / 1e3),
+        checked: None,
+    });
+    Ok(())
 }
 
 /// Prints one line per step to stderr, so long runs show they are alive.
@@ -173,6 +224,17 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
     if !args.no_malloc_retain {
         ovbench_harness::alloc::retain_freed_memory();
     }
+    let torch = cfg.engine == ovbench_train::engine::EngineKind::Torch;
+    if args.check_same && !torch {
+        anyhow::bail!("--check-same needs --engine torch");
+    }
+    if torch && args.export_init.is_none() {
+        configure_torch(
+            args.python.as_deref(),
+            args.engine_timeout,
+            args.nvml_interval_ms,
+        )?;
+    }
     if let Some(dir) = &args.export_init {
         for e in ovbench_train::export::export(&cfg, dir, args.export_forward_only)? {
             let losses: Vec<String> = e
@@ -198,6 +260,23 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
         ovbench_harness::io::check_writable(p)
             .with_context(|| "--out: the record could not be written there")?;
     }
+    if args.check_same {
+        use ovbench_train::engine::torch;
+        if !args.quiet {
+            eprintln!(
+                "same-function check: candle's export against the torch engine (f32, CPU) ..."
+            );
+        }
+        let checked = torch::check_same(&cfg)?;
+        println!("{}", torch::describe_check(&checked));
+        if !checked.passed() {
+            eprintln!(
+                "error: the torch engine does not compute the same function as candle: no timing, no record"
+            );
+            return Ok(ExitCode::from(1));
+        }
+        torch::with_checked(std::sync::Arc::new(checked));
+    }
     let mut progress = Lines {
         quiet: args.quiet,
         total: 0,
@@ -213,11 +292,21 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
 /// The side-by-side table: OpenVision | OpenVision 2 | ratio.
 pub fn render(rec: &StepRecord) -> String {
     let c = &rec.config;
+    let engine = match (c.compile, c.nproc) {
+        (false, 1) => c.engine.to_string(),
+        (true, 1) => format!("{} (compiled)", c.engine),
+        (compile, n) => format!(
+            "{}{} x {n} processes",
+            c.engine,
+            if compile { " (compiled)" } else { "" }
+        ),
+    };
     let mut out = format!(
-        "{} at {} px, batch {}, keep {}, {} on {}, {} measured steps after {} warm-up (seed {})\n",
+        "{} at {} px, batch {}{}, keep {}, {} on {}, engine {engine}, {} measured steps after {} warm-up (seed {})\n",
         c.model,
         c.resolution,
         c.batch,
+        if c.nproc > 1 { " per device" } else { "" },
         c.keep_ratio,
         c.dtype.name(),
         c.device,
@@ -225,6 +314,7 @@ pub fn render(rec: &StepRecord) -> String {
         c.warmup,
         c.seed
     );
+    let torch = rec.runs.iter().any(|r| r.engine.is_some());
     let get = |r: Recipe| rec.runs.iter().find(|x| x.recipe == r);
     let (v1, v2) = (get(Recipe::Ov1), get(Recipe::Ov2));
     let ratio = rec.ratios_ov2_over_ov1.as_ref();
@@ -276,7 +366,11 @@ pub fn render(rec: &StepRecord) -> String {
         "".into(),
     );
     row(
-        "peak host memory (allocator)",
+        if torch {
+            "peak host memory (engine RSS)"
+        } else {
+            "peak host memory (allocator)"
+        },
         &|r| bytes(r.memory.peak_over_baseline_bytes),
         ratio
             .map(|x| format!("{:.3}", x.peak_memory))
@@ -307,11 +401,15 @@ pub fn render(rec: &StepRecord) -> String {
     row(
         "allocated per step",
         &|r| {
-            format!(
-                "{} in {}",
-                bytes(r.memory.allocated_bytes_per_step),
-                r.memory.allocations_per_step
-            )
+            if r.memory.allocator_active {
+                format!(
+                    "{} in {}",
+                    bytes(r.memory.allocated_bytes_per_step),
+                    r.memory.allocations_per_step
+                )
+            } else {
+                "n/a".into()
+            }
         },
         "".into(),
     );
@@ -359,9 +457,14 @@ pub fn render(rec: &StepRecord) -> String {
             };
             rows.push(vec![name.to_string(), c(v1), c(v2), String::new()]);
         };
-        row("GPU: allocator peak (candle, pool used)", &|g| {
-            opt(g.allocator.used_peak_bytes)
-        });
+        row(
+            if torch {
+                "GPU: allocator peak (torch.cuda.max_memory_allocated)"
+            } else {
+                "GPU: allocator peak (candle, pool used)"
+            },
+            &|g| opt(g.allocator.used_peak_bytes),
+        );
         row("GPU: pool reserved peak", &|g| {
             opt(g.allocator.reserved_peak_bytes)
         });
@@ -379,7 +482,69 @@ pub fn render(rec: &StepRecord) -> String {
             format!("{}", g.nvml_sampled.samples)
         });
     }
+    if rec
+        .runs
+        .iter()
+        .any(|r| r.engine.as_ref().is_some_and(|e| e.world_size > 1))
+    {
+        let e = |r: Option<&RecipeRun>,
+                 f: &dyn Fn(&ovbench_train::engine::torch::EngineRun) -> String| {
+            r.and_then(|r| r.engine.as_ref())
+                .map(f)
+                .unwrap_or_else(|| "-".into())
+        };
+        rows.push(vec![
+            "images / s, all devices".into(),
+            e(v1, &|x| format!("{:.2}", x.images_per_s_total)),
+            e(v2, &|x| format!("{:.2}", x.images_per_s_total)),
+            String::new(),
+        ]);
+        rows.push(vec![
+            "gradient all-reduce share of the step".into(),
+            e(v1, &|x| {
+                x.allreduce
+                    .as_ref()
+                    .map(|a| format!("{:.1}%", 100.0 * a.share))
+                    .unwrap_or_else(|| "n/a".into())
+            }),
+            e(v2, &|x| {
+                x.allreduce
+                    .as_ref()
+                    .map(|a| format!("{:.1}%", 100.0 * a.share))
+                    .unwrap_or_else(|| "n/a".into())
+            }),
+            String::new(),
+        ]);
+    }
     out.push_str(&table::render(rows));
+    if let Some(e) = rec.runs.iter().find_map(|r| r.engine.as_ref()) {
+        let v = |k: &str| {
+            e.versions
+                .get(k)
+                .filter(|x| !x.is_null())
+                .map(|x| x.to_string().trim_matches('"').to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        out.push_str(&format!(
+            "\nengine: torch {} ({}), Python {}, CUDA {}, cuDNN {}, NCCL {}; {}",
+            v("torch"),
+            e.mode,
+            v("python"),
+            v("cuda"),
+            v("cudnn"),
+            v("nccl"),
+            e.executable
+        ));
+        for r in &rec.runs {
+            if let Some(sf) = r.engine.as_ref().and_then(|e| e.same_function.as_ref()) {
+                out.push_str(&format!(
+                    "\nsame function as candle ({}): {}",
+                    r.recipe.key(),
+                    sf.get("same_function").unwrap_or(&serde_json::Value::Null)
+                ));
+            }
+        }
+    }
     for f in &rec.failed {
         out.push_str(&format!(
             "\n{} at batch {}: {} ({})",

@@ -5,6 +5,7 @@
 
 pub mod alloc;
 pub mod clock;
+pub mod engine;
 pub mod envelope;
 pub mod gpu;
 pub mod io;

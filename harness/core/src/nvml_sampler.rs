@@ -1,10 +1,11 @@
-//! An NVML sampler thread: device used memory and this process's used memory at a fixed
-//! interval, plus the driver's accounting peak for the process where accounting is enabled.
+//! An NVML sampler thread: device used memory and the used memory of a set of processes
+//! (this one, or an engine's child processes) at a fixed interval, plus the driver's
+//! accounting peak for a process where accounting is enabled.
 //! Without a driver it reports why, and nothing fails.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ pub struct NvmlSamples {
     pub device_used_first_bytes: Option<u64>,
     /// Highest device used memory sampled.
     pub device_used_peak_bytes: Option<u64>,
-    /// Highest used memory NVML attributed to this process, over the samples that had it.
+    /// Highest used memory NVML attributed to the sampled processes (summed over them at each
+    /// sample), over the samples that had any of them.
     pub process_used_peak_bytes: Option<u64>,
     pub process_samples: u64,
     /// Why a view is missing, if one is.
@@ -34,14 +36,28 @@ pub struct NvmlSampler {
     handle: Option<JoinHandle<NvmlSamples>>,
 }
 
+/// The processes whose memory a sampler sums; others may add to it while it runs (an engine's
+/// ranks report their ids once they have started).
+pub type PidSet = Arc<Mutex<Vec<u32>>>;
+
 impl NvmlSampler {
-    /// Starts sampling device `index` every `interval` (1 ms is the default callers use).
+    /// Starts sampling device `index` every `interval` (1 ms is the default callers use), with
+    /// this process as the process view.
     pub fn start(index: u32, interval: Duration) -> NvmlSampler {
+        Self::start_for(
+            index,
+            interval,
+            Arc::new(Mutex::new(vec![std::process::id()])),
+        )
+    }
+
+    /// Starts sampling device `index`, the process view summing over the processes in `pids`.
+    pub fn start_for(index: u32, interval: Duration, pids: PidSet) -> NvmlSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("nvml-sampler".into())
-            .spawn(move || sample_loop(index, interval, &flag))
+            .spawn(move || sample_loop(index, interval, &flag, &pids))
             .ok();
         NvmlSampler { stop, handle }
     }
@@ -69,7 +85,7 @@ impl Drop for NvmlSampler {
     }
 }
 
-fn sample_loop(index: u32, interval: Duration, stop: &AtomicBool) -> NvmlSamples {
+fn sample_loop(index: u32, interval: Duration, stop: &AtomicBool, pids: &PidSet) -> NvmlSamples {
     let mut out = NvmlSamples {
         interval_s: interval.as_secs_f64(),
         ..Default::default()
@@ -88,7 +104,6 @@ fn sample_loop(index: u32, interval: Duration, stop: &AtomicBool) -> NvmlSamples
             return out;
         }
     };
-    let pid = std::process::id();
     let t0 = Instant::now();
     let mut process_error = None;
     loop {
@@ -100,12 +115,20 @@ fn sample_loop(index: u32, interval: Duration, stop: &AtomicBool) -> NvmlSamples
         }
         match dev.running_compute_processes() {
             Ok(ps) => {
-                if let Some(p) = ps.iter().find(|p| p.pid == pid) {
-                    if let nvml_wrapper::enums::device::UsedGpuMemory::Used(b) = p.used_gpu_memory {
-                        out.process_samples += 1;
-                        out.process_used_peak_bytes =
-                            Some(out.process_used_peak_bytes.unwrap_or(0).max(b));
-                    }
+                let wanted = pids.lock().map(|p| p.clone()).unwrap_or_default();
+                let used: Vec<u64> = ps
+                    .iter()
+                    .filter(|p| wanted.contains(&p.pid))
+                    .filter_map(|p| match p.used_gpu_memory {
+                        nvml_wrapper::enums::device::UsedGpuMemory::Used(b) => Some(b),
+                        _ => None,
+                    })
+                    .collect();
+                if !used.is_empty() {
+                    out.process_samples += 1;
+                    let sum = used.iter().sum::<u64>();
+                    out.process_used_peak_bytes =
+                        Some(out.process_used_peak_bytes.unwrap_or(0).max(sum));
                 }
             }
             Err(e) => process_error = Some(format!("NVML process list: {e}")),
@@ -119,8 +142,9 @@ fn sample_loop(index: u32, interval: Duration, stop: &AtomicBool) -> NvmlSamples
         out.achieved_interval_s = Some(t0.elapsed().as_secs_f64() / out.samples as f64);
     }
     if out.process_samples == 0 {
+        let wanted = pids.lock().map(|p| p.clone()).unwrap_or_default();
         out.unavailable = Some(process_error.unwrap_or_else(|| {
-            format!("NVML listed no memory for this process (pid {pid}; a container's pid namespace hides it)")
+            format!("NVML listed no memory for the sampled processes (pids {wanted:?}; a container's pid namespace hides them)")
         }));
     }
     out
@@ -129,6 +153,12 @@ fn sample_loop(index: u32, interval: Duration, stop: &AtomicBool) -> NvmlSamples
 /// The driver's accounting peak of this process's GPU memory, or why there is none
 /// (accounting off: enable with `nvidia-smi -am 1` as root before the run).
 pub fn accounting_peak(index: u32) -> Result<u64, String> {
+    accounting_peak_of(index, std::process::id())
+}
+
+/// The driver's accounting peak of process `pid`'s memory on device `index` (it outlives the
+/// process: the driver keeps the stats of exited processes while accounting is on).
+pub fn accounting_peak_of(index: u32, pid: u32) -> Result<u64, String> {
     let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML not loaded: {e}"))?;
     let dev = nvml
         .device_by_index(index)
@@ -139,7 +169,7 @@ pub fn accounting_peak(index: u32) -> Result<u64, String> {
         Err(e) => return Err(format!("NVML accounting mode: {e}")),
     }
     let s = dev
-        .accounting_stats_for(std::process::id())
+        .accounting_stats_for(pid)
         .map_err(|e| format!("NVML accounting stats: {e}"))?;
     s.max_memory_usage
         .ok_or_else(|| "NVML accounting reported no peak for this process".into())

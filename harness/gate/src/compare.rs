@@ -1,11 +1,12 @@
-//! `ovbench compare`: one table across machines and runs. Rows are (workload, metric), where a
-//! workload is a record kind with its whole workload key: records whose keys differ in
-//! anything (kernels, recomputation, engine, ...) are never pooled. Columns are hardware.
+//! `ovbench compare`: one table across machines, engines and runs. Rows are (workload, metric),
+//! where a workload is a record kind with its whole workload key but the engine: records whose
+//! keys differ in anything else (kernels, recomputation, batch, ...) are never pooled. Columns
+//! are hardware, and beside it the engine when it is not candle's single eager process, so
+//! the same workload in two engines sits side by side.
 
 use crate::config::glob_match;
 use crate::output::{fmt_value, si};
 use crate::record::LoadedRecord;
-use crate::verdict::workload_label;
 use ovbench_harness::envelope::{Measurement, Metric, Workload};
 use ovbench_harness::{stats, table};
 
@@ -51,6 +52,37 @@ pub struct CompareTable {
 }
 
 const DASH: &str = "—";
+
+/// Workload keys that name the engine: they go into the column, not the row.
+const ENGINE_KEYS: &[&str] = &["engine", "compile", "processes"];
+
+/// The column of a record: its hardware, with the engine unless it is candle, eager, one
+/// process.
+fn column(r: &LoadedRecord) -> String {
+    let w = &r.envelope.workload;
+    let get = |k: &str| w.get(k).map(String::as_str);
+    let engine = get("engine").unwrap_or("candle");
+    let compiled = get("compile") == Some("true");
+    let procs = get("processes").unwrap_or("1");
+    if engine == "candle" && !compiled && procs == "1" {
+        return r.envelope.hardware.clone();
+    }
+    let mut label = format!("{} · {engine}", r.envelope.hardware);
+    if compiled {
+        label.push_str(".compile");
+    }
+    if procs != "1" {
+        label.push_str(&format!(" x {procs}"));
+    }
+    label
+}
+
+/// The row key of a record: its kind and workload without the engine keys.
+fn row_key(r: &LoadedRecord) -> (String, Workload) {
+    let mut w = r.envelope.workload.clone();
+    w.retain(|k, _| !ENGINE_KEYS.contains(&k.as_str()));
+    (r.kind().to_string(), w)
+}
 
 /// One cell: the metric over every record of one workload on one machine.
 fn cell(ms: &[&Metric]) -> String {
@@ -102,10 +134,11 @@ pub fn compare(records: &[LoadedRecord], opts: &CompareOptions) -> CompareTable 
     // Workloads in first-seen order; the key is the kind plus the whole workload map.
     let mut groups: Vec<((String, Workload), Vec<&LoadedRecord>)> = Vec::new();
     for r in records {
-        if !columns.contains(&r.envelope.hardware) {
-            columns.push(r.envelope.hardware.clone());
+        let col = column(r);
+        if !columns.contains(&col) {
+            columns.push(col);
         }
-        let key = (r.kind().to_string(), r.envelope.workload.clone());
+        let key = row_key(r);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(r),
             None => groups.push((key, vec![r])),
@@ -113,8 +146,8 @@ pub fn compare(records: &[LoadedRecord], opts: &CompareOptions) -> CompareTable 
     }
     let mut rows = Vec::new();
     let mut any_hours = false;
-    for (_, recs) in &groups {
-        let workload = workload_label(recs[0]);
+    for ((kind, key), recs) in &groups {
+        let workload = row_label(kind, key);
         let mut names: Vec<&str> = Vec::new();
         for r in recs {
             for m in &r.envelope.metrics {
@@ -128,7 +161,7 @@ pub fn compare(records: &[LoadedRecord], opts: &CompareOptions) -> CompareTable 
                 .iter()
                 .map(|hw| {
                     recs.iter()
-                        .filter(|r| &r.envelope.hardware == hw)
+                        .filter(|r| &column(r) == hw)
                         .filter_map(|r| r.envelope.metric(name))
                         .collect()
                 })
@@ -179,7 +212,8 @@ pub fn compare(records: &[LoadedRecord], opts: &CompareOptions) -> CompareTable 
     }
     if columns.len() > 1 {
         notes.push(
-            "columns differ in hardware; absolute times compare machines, not recipes".into(),
+            "columns differ in hardware or engine; absolute times compare machines and engines, not recipes"
+                .into(),
         );
     }
     CompareTable {
@@ -187,6 +221,16 @@ pub fn compare(records: &[LoadedRecord], opts: &CompareOptions) -> CompareTable 
         rows,
         notes,
     }
+}
+
+/// `kind key=value ...` without hashes (which identify inputs rather than describe them).
+fn row_label(kind: &str, w: &Workload) -> String {
+    let parts: Vec<String> = w
+        .iter()
+        .filter(|(k, _)| !k.contains("sha256") && k.as_str() != "run_key")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!("{kind} {}", parts.join(" ")).trim().to_string()
 }
 
 /// Workload keys whose values differ between groups of the same kind, if any.
@@ -313,6 +357,33 @@ mod tests {
             t.notes.iter().any(|n| n.contains("here: kernels")),
             "{:?}",
             t.notes
+        );
+    }
+
+    #[test]
+    fn engines_of_one_workload_sit_side_by_side() {
+        let candle = step("a.json", "fused", 4.85e9, "cpu A");
+        let mut torch = step("b.json", "fused", 3.0e9, "cpu A");
+        torch
+            .envelope
+            .workload
+            .insert("engine".into(), "torch".into());
+        torch
+            .envelope
+            .workload
+            .insert("compile".into(), "true".into());
+        let t = compare(&[candle, torch], &CompareOptions::default());
+        assert_eq!(t.columns, vec!["cpu A", "cpu A · torch.compile"]);
+        let peak = t
+            .rows
+            .iter()
+            .filter(|r| r.metric == "ov1/memory/peak_over_baseline_bytes")
+            .collect::<Vec<_>>();
+        assert_eq!(peak.len(), 1, "one row, two columns");
+        assert!(
+            peak[0].cells.iter().all(|c| c != DASH),
+            "{:?}",
+            peak[0].cells
         );
     }
 

@@ -176,7 +176,9 @@ fn step(r: &Reader) -> Result<Parts, GateError> {
         .map(device_kind)
         .ok_or_else(|| r.err("config.device", "missing"))?;
     let wl = workload(vec![
-        ("engine", "candle".into()),
+        // Records from before engines existed are candle's, one process, eager.
+        ("engine", opt("engine", "candle")),
+        ("compile", opt("compile", "false")),
         ("model", need("model")?),
         ("resolution", need("resolution")?),
         ("batch", need("batch")?),
@@ -188,7 +190,7 @@ fn step(r: &Reader) -> Result<Parts, GateError> {
         ("remat", opt("remat", "none")),
         ("v2_attention", opt("v2_attention", "causal")),
         ("device", device.clone()),
-        ("processes", "1".into()),
+        ("processes", opt("nproc", "1")),
     ]);
     let hardware = if device == "cpu" {
         r.host_label(r.get("runtime/threads").and_then(Value::as_u64))
@@ -505,14 +507,15 @@ fn repro(r: &Reader) -> Result<Parts, GateError> {
         .map(device_kind)
         .unwrap_or_else(|| "cpu".into());
     let wl = workload(vec![
-        ("engine", "candle".into()),
+        ("engine", c("engine", "candle")),
+        ("compile", c("compile", "false")),
         ("preset", c("preset", "?")),
         ("dtype", c("dtype", "f32")),
         ("kernels", c("kernels", "composed")),
         ("remat", c("remat", "none")),
         ("batch", c("batch", "?")),
         ("device", device.clone()),
-        ("processes", "1".into()),
+        ("processes", c("nproc", "1")),
         ("mem_cap_bytes", c("mem_cap_bytes", "?")),
         ("confirm_limit", c("confirm_limit", "?")),
     ]);

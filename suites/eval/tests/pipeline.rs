@@ -580,9 +580,9 @@ fn bos_option_two_or_one_bos_recorded_and_keyed() {
     let a = run(&o).unwrap();
     o.bos = BosMode::Single;
     let b = run(&o).unwrap();
-    assert_eq!(a.body["task_config"]["bos"], "llava");
-    assert_eq!(b.body["task_config"]["bos"], "single");
-    assert_ne!(a.body["run_key"], b.body["run_key"]);
+    assert_eq!(a.body.task_config["bos"], "llava");
+    assert_eq!(b.body.task_config["bos"], "single");
+    assert_ne!(a.body.run_key, b.body.run_key);
     assert_eq!(
         a.items[0].prompt_tokens,
         b.items[0].prompt_tokens + 1,
@@ -602,11 +602,11 @@ fn generation_config_eos_and_config_fields_recorded() {
     o.max_new_tokens = Some(2);
     let a = run(&o).unwrap();
     assert_eq!(
-        a.body["task_config"]["eos_token_ids"]["source"],
+        a.body.task_config["eos_token_ids"]["source"],
         "config.json: eos_token_id"
     );
     assert_eq!(
-        a.body["task_config"]["llm_config"]["rope_theta"]["value"],
+        a.body.task_config["llm_config"]["rope_theta"]["value"],
         500000.0
     );
     std::fs::write(
@@ -616,14 +616,14 @@ fn generation_config_eos_and_config_fields_recorded() {
     .unwrap();
     let b = run(&o).unwrap();
     assert_eq!(
-        b.body["task_config"]["eos_token_ids"]["ids"],
+        b.body.task_config["eos_token_ids"]["ids"],
         serde_json::json!([1, 5])
     );
     assert_eq!(
-        b.body["task_config"]["eos_token_ids"]["source"],
+        b.body.task_config["eos_token_ids"]["source"],
         "generation_config.json: eos_token_id"
     );
-    assert_ne!(a.body["run_key"], b.body["run_key"]);
+    assert_ne!(a.body.run_key, b.body.run_key);
 }
 
 /// config.json in transformers 5's layout (`rope_parameters`) and in the older one give the

@@ -1,5 +1,6 @@
-//! Export of a step's starting point, so that another implementation (scripts/torch_step.py)
-//! can load the exact same weights and inputs and check that it computes the same function.
+//! Export of a step's starting point, so that another implementation (the torch engine,
+//! engines/torch) can load the exact same weights and inputs and check that it computes the
+//! same function.
 //!
 //! Per recipe, `DIR/<ov1|ov2>/` gets:
 //! - `params.safetensors`: every trainable tensor as the step builds it from the seed, named as
@@ -126,23 +127,69 @@ pub fn export(
 }
 
 fn keep_tensor(
-    cfg: &StepConfig,
+    rows: usize,
+    seed: u64,
     mcfg: &ModelConfig,
     step: usize,
     device: &Device,
 ) -> Result<Tensor, ExportError> {
-    let rows = keep_indices(
-        cfg.batch,
+    let idx = keep_indices(
+        rows,
         mcfg.patches(),
         mcfg.kept_tokens(),
-        mask_seed(cfg.seed, step),
+        mask_seed(seed, step),
     );
-    let flat: Vec<i64> = rows.into_iter().flatten().map(i64::from).collect();
-    Ok(Tensor::from_vec(
-        flat,
-        (cfg.batch, mcfg.kept_tokens()),
-        device,
-    )?)
+    let flat: Vec<i64> = idx.into_iter().flatten().map(i64::from).collect();
+    Ok(Tensor::from_vec(flat, (rows, mcfg.kept_tokens()), device)?)
+}
+
+/// The batch tensors as `batch.safetensors` holds them (token ids as i64).
+fn input_tensors(batch: &Batch) -> Result<HashMap<String, Tensor>, ExportError> {
+    let ids = |t: &Tensor| t.to_dtype(DType::I64);
+    Ok([
+        ("images", batch.images.clone()),
+        ("caption", ids(&batch.caption)?),
+        ("alt_text", ids(&batch.alt_text)?),
+        ("sentence", ids(&batch.sentence)?),
+        ("v2_input", ids(&batch.v2_input)?),
+        ("v2_targets", ids(&batch.v2_targets)?),
+        ("v2_weights", batch.v2_weights.clone()),
+        ("v1_targets", ids(&batch.v1_targets)?),
+        ("v1_weights", batch.v1_weights.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect())
+}
+
+/// Writes the step runner's inputs for another engine: the synthetic batch of `rows` images
+/// (the batch seed of `cfg`; with `rows = cfg.batch` exactly the candle engine's batch) and
+/// `keep_step<k>` for the first `steps` steps (the candle engine's mask seeds). Several ranks
+/// each take their rows of one such global batch.
+pub fn write_inputs(
+    cfg: &StepConfig,
+    mcfg: &ModelConfig,
+    rows: usize,
+    steps: usize,
+    path: &Path,
+) -> Result<(), ExportError> {
+    let device = Device::Cpu;
+    let batch = Batch::synthetic(
+        rows,
+        cfg.resolution,
+        &cfg.text_lengths,
+        batch_seed(cfg.seed),
+        &device,
+    )?;
+    let mut inputs = input_tensors(&batch)?;
+    for step in 0..steps {
+        inputs.insert(
+            format!("keep_step{step}"),
+            keep_tensor(rows, cfg.seed, mcfg, step, &device)?,
+        );
+    }
+    candle_core::safetensors::save(&inputs, path)?;
+    Ok(())
 }
 
 fn export_recipe(
@@ -177,25 +224,11 @@ fn export_recipe(
     candle_core::safetensors::save(&weights, dir.join("params.safetensors"))?;
     drop(weights);
 
-    let ids = |t: &Tensor| t.to_dtype(DType::I64);
-    let mut inputs: HashMap<String, Tensor> = [
-        ("images", batch.images.clone()),
-        ("caption", ids(&batch.caption)?),
-        ("alt_text", ids(&batch.alt_text)?),
-        ("sentence", ids(&batch.sentence)?),
-        ("v2_input", ids(&batch.v2_input)?),
-        ("v2_targets", ids(&batch.v2_targets)?),
-        ("v2_weights", batch.v2_weights.clone()),
-        ("v1_targets", ids(&batch.v1_targets)?),
-        ("v1_weights", batch.v1_weights.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut inputs = input_tensors(&batch)?;
     for step in 0..(cfg.warmup + cfg.steps).max(2) {
         inputs.insert(
             format!("keep_step{step}"),
-            keep_tensor(cfg, mcfg, step, device)?,
+            keep_tensor(cfg.batch, cfg.seed, mcfg, step, device)?,
         );
     }
     candle_core::safetensors::save(&inputs, dir.join("batch.safetensors"))?;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod decoder;
 pub mod device;
+pub mod engine;
 pub mod export;
 pub mod flops;
 pub mod fused;

@@ -5,7 +5,7 @@
 use crate::device::DeviceArg;
 use crate::repro::ReproReport;
 use crate::step::{RecipeRun, StepRecord};
-use ovbench_harness::envelope::{host_label, Direction, Metric, RecordBody, Workload};
+use ovbench_harness::envelope::{host_label, Condition, Direction, Metric, RecordBody, Workload};
 use ovbench_harness::gpu::GpuState;
 use ovbench_harness::Provenance;
 use serde::Serialize;
@@ -46,7 +46,8 @@ impl RecordBody for StepRecord {
     fn workload(&self) -> Workload {
         let c = &self.config;
         [
-            ("engine", "candle".to_string()),
+            ("engine", key(&c.engine)),
+            ("compile", c.compile.to_string()),
             ("model", c.model.to_string()),
             ("resolution", c.resolution.to_string()),
             ("batch", c.batch.to_string()),
@@ -56,7 +57,7 @@ impl RecordBody for StepRecord {
             ("remat", key(&c.remat)),
             ("v2_attention", key(&c.v2_attention)),
             ("device", device_kind(&c.device).to_string()),
-            ("processes", "1".to_string()),
+            ("processes", c.nproc.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -64,7 +65,12 @@ impl RecordBody for StepRecord {
     }
 
     fn hardware(&self, p: &Provenance) -> String {
-        match gpu_name(&self.runs) {
+        let engine_device = self
+            .runs
+            .iter()
+            .filter_map(|r| r.engine.as_ref()?.device_name.clone())
+            .find(|n| !n.is_empty() && self.config.device != DeviceArg::Cpu);
+        match gpu_name(&self.runs).or(engine_device) {
             Some(name) => name,
             None => format!(
                 "{} ({} threads)",
@@ -72,6 +78,36 @@ impl RecordBody for StepRecord {
                 self.runtime.threads.max(1)
             ),
         }
+    }
+
+    /// A torch run after `--check-same` must have shown it computes candle's function.
+    fn conditions(&self) -> Vec<Condition> {
+        self.runs
+            .iter()
+            .filter_map(|r| {
+                let check = r.engine.as_ref()?.same_function.as_ref()?;
+                let holds = check.get("same_function") == Some(&serde_json::Value::Bool(true));
+                let detail = check
+                    .get("problems")
+                    .and_then(|p| p.as_array())
+                    .map(|p| {
+                        p.iter()
+                            .map(|x| {
+                                x.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| x.to_string())
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_default();
+                Some(Condition {
+                    name: format!("{}/same_function_as_candle", r.recipe.key()),
+                    holds,
+                    detail,
+                })
+            })
+            .collect()
     }
 
     fn metrics(&self) -> Vec<Metric> {
@@ -242,14 +278,15 @@ impl RecordBody for ReproReport {
     fn workload(&self) -> Workload {
         let c = &self.config;
         [
-            ("engine", "candle".to_string()),
+            ("engine", key(&c.engine)),
+            ("compile", c.compile.to_string()),
             ("preset", key(&c.preset)),
             ("dtype", key(&c.dtype)),
             ("kernels", key(&c.kernels)),
             ("remat", key(&c.remat)),
             ("batch", c.batch.to_string()),
             ("device", device_kind(&c.device).to_string()),
-            ("processes", "1".to_string()),
+            ("processes", c.nproc.to_string()),
             // The cap and the search's limit decide the max batch found.
             ("mem_cap_bytes", c.mem_cap_bytes.to_string()),
             ("confirm_limit", c.confirm_limit.to_string()),

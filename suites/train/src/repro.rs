@@ -98,6 +98,18 @@ pub struct ReproConfig {
     /// Reports made before the setting existed ran the default, fused.
     #[serde(default)]
     pub kernels: crate::fused::Kernels,
+    /// The engine of every step (reports made before engines existed ran candle).
+    #[serde(default)]
+    pub engine: crate::engine::EngineKind,
+    #[serde(default)]
+    pub compile: bool,
+    /// Processes per step (torch engine): the per-device batch is `batch`.
+    #[serde(default = "one")]
+    pub nproc: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl ReproConfig {
@@ -116,6 +128,9 @@ impl ReproConfig {
             threads: 0,
             ew_threads: 1,
             kernels: crate::fused::Kernels::Fused,
+            engine: crate::engine::EngineKind::Candle,
+            compile: false,
+            nproc: 1,
         }
     }
 }
@@ -256,6 +271,9 @@ fn step_config(
         threads: cfg.threads,
         ew_threads: cfg.ew_threads,
         kernels: cfg.kernels,
+        engine: cfg.engine,
+        compile: cfg.compile,
+        nproc: cfg.nproc,
         ..StepConfig::small()
     }
 }
@@ -332,9 +350,16 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
     }
     let (backbone, final_res) = cfg.preset.target();
     let mut caveats = vec![format!(
-        "measured on {} in {}",
+        "measured on {} in {}, engine {}{}{}",
         cfg.device,
-        cfg.dtype.name()
+        cfg.dtype.name(),
+        cfg.engine,
+        if cfg.compile { " (compiled)" } else { "" },
+        if cfg.nproc > 1 {
+            format!(" x {} processes", cfg.nproc)
+        } else {
+            String::new()
+        }
     )];
     if cfg.preset == Preset::Small {
         caveats.push(

@@ -4,8 +4,9 @@
 use crate::config::{ModelConfig, ModelName, PrefixAttention};
 use crate::data::{Batch, TextLengths};
 use crate::device::{DTypeArg, DeviceArg};
+use crate::engine::{EngineKind, RecipeOutcome};
 use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
-use crate::fused::{with_kernels, Kernels};
+use crate::fused::Kernels;
 use crate::layers::Precision;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::params::Module;
@@ -43,6 +44,20 @@ pub struct StepConfig {
     /// Layer norm, softmax, GELU and cross-entropy: fused kernels or candle's composed ops.
     #[serde(default = "Kernels::composed")]
     pub kernels: Kernels,
+    /// What runs the step: candle (in process) or torch (a child process); records made
+    /// before engines existed are candle's.
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// torch.compile (torch engine only).
+    #[serde(default)]
+    pub compile: bool,
+    /// Processes (devices) under torchrun, each with `batch` images (torch engine only).
+    #[serde(default = "one")]
+    pub nproc: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl StepConfig {
@@ -66,6 +81,9 @@ impl StepConfig {
             threads: 0,
             ew_threads: 1,
             kernels: Kernels::Fused,
+            engine: EngineKind::Candle,
+            compile: false,
+            nproc: 1,
         }
     }
 
@@ -80,7 +98,8 @@ impl StepConfig {
         if self.recipes.is_empty() {
             return Err("--recipe selects no recipe".into());
         }
-        if self.recipes.contains(&Recipe::Ov1) && self.batch < 2 {
+        crate::engine::validate(self)?;
+        if self.recipes.contains(&Recipe::Ov1) && self.batch * self.nproc < 2 {
             return Err(
                 "--batch must be at least 2 for OpenVision: the contrastive loss needs negatives"
                     .into(),
@@ -172,6 +191,10 @@ pub struct RecipeRun {
     pub gpu: Option<crate::gpu_memory::GpuMemory>,
     /// Pairings that are not documented, and other caveats.
     pub notes: Vec<String>,
+    /// The torch engine's versions, execution, per-rank samples and memory views (absent for
+    /// the candle engine).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub engine: Option<crate::engine::torch::EngineRun>,
 }
 
 /// A recipe that did not complete: `status` is "oom" when a device allocation failed or the
@@ -236,6 +259,9 @@ pub enum StepError {
         recipe: &'static str,
         source: crate::optim::OptimError,
     },
+    /// A child engine failed (its message names the engine and carries its stderr's tail).
+    #[error("{0}")]
+    Engine(String),
     #[error("{recipe}: loss became {loss} at step {step}")]
     NonFinite {
         recipe: &'static str,
@@ -271,30 +297,13 @@ impl clock::Sync for DeviceSync<'_> {
 /// Runs every selected recipe of `cfg` in turn.
 pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, StepError> {
     let model_cfg = cfg.validate().map_err(StepError::Config)?;
-    let device = cfg.device.open().map_err(StepError::Device)?;
-    crate::gpu_memory::note_context_baseline(&device);
+    let mut engine = crate::engine::for_config(cfg)?;
     let mut runs = Vec::new();
     let mut failed = Vec::new();
     for &recipe in &cfg.recipes {
-        let oom = |error: String| FailedRun {
-            recipe,
-            batch: cfg.batch,
-            status: "oom".into(),
-            // The first line: candle appends a backtrace to device errors.
-            error: error.lines().next().unwrap_or_default().to_string(),
-        };
-        let result = with_kernels(cfg.kernels, || {
-            run_recipe(cfg, &model_cfg, recipe, &device, progress)
-        });
-        match result {
-            Ok(run) => match crate::gpu_memory::over_cap(run.gpu.as_ref()) {
-                Some(msg) => failed.push(oom(msg)),
-                None => runs.push(run),
-            },
-            Err(e) if device.is_cuda() && crate::gpu_memory::is_oom_message(&e.to_string()) => {
-                failed.push(oom(e.to_string()))
-            }
-            Err(e) => return Err(e),
+        match engine.run_recipe(cfg, &model_cfg, recipe, progress)? {
+            RecipeOutcome::Done(run) => runs.push(run),
+            RecipeOutcome::Failed(f) => failed.push(f),
         }
     }
     let ratios = ratios(&runs, cfg.seed);
@@ -315,7 +324,8 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
     })
 }
 
-fn run_recipe(
+/// One recipe on the candle engine (crate::engine::candle wraps it).
+pub(crate) fn run_recipe(
     cfg: &StepConfig,
     mcfg: &ModelConfig,
     recipe: Recipe,
@@ -503,6 +513,7 @@ fn run_recipe(
         memory,
         gpu,
         notes,
+        engine: None,
     })
 }
 
@@ -530,18 +541,28 @@ fn ratios(runs: &[RecipeRun], seed: u64) -> Option<Ratios> {
     };
     let ratio = |f: fn(&StepSample) -> f64| stats::ratio_of_medians(&col(v2, f), &col(v1, f), seed);
     let div = |a: f64, b: f64| if b == 0.0 { f64::NAN } else { a / b };
+    // The torch engine on a GPU: its device allocator's peak (host memory is just its RSS).
+    let peaks = |r: &RecipeRun| -> (u64, u64) {
+        match (&r.engine, &r.gpu) {
+            (Some(_), Some(g)) => {
+                let p = g.allocator.used_peak_bytes.unwrap_or(0);
+                (
+                    p,
+                    p.saturating_sub(r.memory.params_bytes + r.memory.optimizer_bytes),
+                )
+            }
+            _ => (
+                r.memory.peak_over_baseline_bytes,
+                r.memory.transient_peak_bytes,
+            ),
+        }
+    };
     Some(Ratios {
         step_time: ratio(|s| s.total_s),
         forward_time: ratio(|s| s.forward_s),
         backward_time: ratio(|s| s.backward_s),
-        peak_memory: div(
-            v2.memory.peak_over_baseline_bytes as f64,
-            v1.memory.peak_over_baseline_bytes as f64,
-        ),
-        transient_memory: div(
-            v2.memory.transient_peak_bytes as f64,
-            v1.memory.transient_peak_bytes as f64,
-        ),
+        peak_memory: div(peaks(v2).0 as f64, peaks(v1).0 as f64),
+        transient_memory: div(peaks(v2).1 as f64, peaks(v1).1 as f64),
         params: div(v2.params_total as f64, v1.params_total as f64),
         forward_flops: div(
             v2.forward_flops_per_image_total,

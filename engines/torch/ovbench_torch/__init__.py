@@ -1,0 +1,1 @@
+"""ovbench's torch engine (see engines/torch/engine.py and docs/engines.md)."""
