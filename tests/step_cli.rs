@@ -38,6 +38,19 @@ fn bad_arguments_give_one_line_errors_and_no_record() {
         (&["--device", "tpu"], "unknown device"),
         (&["--dtype", "f8"], "unknown dtype"),
         (&["--steps", "0"], "steps"),
+        // Bounds from the machine and against overflow (issue 18's crashes and runaways).
+        (&["--threads", "100000"], "--threads must be at most"),
+        (&["--ew-threads", "100000"], "--ew-threads must be at most"),
+        (
+            &["--warmup", "18446744073709551615", "--steps", "1"],
+            "--warmup must be at most",
+        ),
+        (&["--batch", "100000000"], "--batch must be at most"),
+        (&["--res", "1000000"], "--res must be at most"),
+        (
+            &["--mem-cap", "99999999999999999999999GiB"],
+            "more bytes than any machine",
+        ),
     ];
     for (args, needle) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -201,5 +214,36 @@ fn portable_kernels_keep_losses_and_lower_the_peak() {
     for ((lp, pp), (lc, pc)) in portable.iter().zip(&composed) {
         assert!((lp - lc).abs() <= 1e-5 * lc.abs(), "loss {lp} vs {lc}");
         assert!(pp < pc, "portable peak {pp} >= composed peak {pc}");
+    }
+}
+
+#[test]
+fn repro_refuses_out_of_bounds_arguments_before_any_work() {
+    for (args, needle) in [
+        (&["--threads", "100000"][..], "--threads must be at most"),
+        (&["--steps", "0"][..], "--steps must be at least 1"),
+        (
+            &["--warmup", "18446744073709551615"][..],
+            "--warmup must be at most",
+        ),
+        (&["--batch", "1"][..], "--batch must be at least 2"),
+        (
+            &["--mem-cap", "99999999999999999999999GiB"][..],
+            "more bytes than any machine",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ovbench"))
+            .arg("repro")
+            .args(args)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -113,9 +113,7 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
         nproc: args.nproc,
         ..ReproConfig::new(args.preset)
     };
-    if args.steps == 0 {
-        anyhow::bail!("--steps must be at least 1");
-    }
+    cfg.validate().map_err(anyhow::Error::msg)?;
     let json = (!args.no_record).then(|| record::default_path(&args.out, "repro"));
     if let Some(p) = &json {
         ovbench_harness::io::check_writable(p)

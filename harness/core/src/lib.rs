@@ -9,6 +9,7 @@ pub mod engine;
 pub mod envelope;
 pub mod gpu;
 pub mod io;
+pub mod limits;
 pub mod nvml_sampler;
 pub mod probe;
 pub mod provenance;

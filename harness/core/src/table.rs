@@ -66,12 +66,25 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    Ok((n * mult).round() as u64)
+    let bytes = (n * mult).round();
+    // `as u64` would saturate silently: a size beyond any memory is a typo, not a cap.
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("'{s}' is more bytes than any machine has"));
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_sizes_are_errors_not_clamped() {
+        let e = parse_bytes("99999999999999999999999GiB").unwrap_err();
+        assert!(e.contains("more bytes than any machine"), "{e}");
+        assert!(parse_bytes("1e400").is_err());
+        assert_eq!(parse_bytes("32GiB").unwrap(), 32 << 30);
+    }
     #[test]
     fn sizes() {
         assert_eq!(parse_bytes("32GiB").unwrap(), 32 * 1024u64.pow(3));

@@ -113,6 +113,27 @@ fn one() -> usize {
 }
 
 impl ReproConfig {
+    /// Checks every argument before any work; the error names the argument and its bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::step::{MAX_BATCH, MAX_PROCESSES, MAX_STEPS};
+        use ovbench_harness::limits::{threads, within};
+        within("--batch", self.batch as u64, 2, MAX_BATCH, "")
+            .map_err(|e| format!("{e} (OpenVision's contrastive loss needs negatives)"))?;
+        within("--steps", self.steps as u64, 1, MAX_STEPS, "")?;
+        within("--warmup", self.warmup as u64, 0, MAX_STEPS, "")?;
+        within(
+            "--confirm-limit",
+            self.confirm_limit as u64,
+            1,
+            MAX_BATCH,
+            "",
+        )?;
+        within("--nproc", self.nproc as u64, 1, MAX_PROCESSES, "")?;
+        within("--mem-cap", self.mem_cap_bytes, 1, u64::MAX, "")?;
+        threads("--threads", self.threads)?;
+        threads("--ew-threads", self.ew_threads)
+    }
+
     pub fn new(preset: Preset) -> Self {
         ReproConfig {
             preset,
@@ -343,11 +364,7 @@ fn project(stages: &[StageMeasurement], chips: u32, seed: u64) -> Projection {
 
 /// Runs the preset and judges every claim.
 pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport, ReproError> {
-    if cfg.batch < 2 {
-        return Err(ReproError::Config(
-            "--batch must be at least 2 (OpenVision's contrastive loss needs negatives)".into(),
-        ));
-    }
+    cfg.validate().map_err(ReproError::Config)?;
     let (backbone, final_res) = cfg.preset.target();
     let mut caveats = vec![format!(
         "measured on {} in {}, engine {}{}{}",

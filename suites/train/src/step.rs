@@ -60,6 +60,13 @@ fn one() -> usize {
     1
 }
 
+/// Bounds far beyond any real run (the paper's largest per-chip batch is 256, its largest
+/// resolution 384 px) that keep arithmetic on them from overflowing.
+pub const MAX_BATCH: u64 = 1 << 16;
+pub const MAX_STEPS: u64 = 1_000_000;
+pub const MAX_RESOLUTION: u64 = 8192;
+pub const MAX_PROCESSES: u64 = 4096;
+
 impl StepConfig {
     /// The small default: Ti/16 at 112 px, batch 8, 5 measured steps after 1 warm-up.
     pub fn small() -> Self {
@@ -87,14 +94,16 @@ impl StepConfig {
         }
     }
 
-    /// Checks every argument; the error names the argument.
+    /// Checks every argument, before any work: the error names the argument and its bounds.
     pub fn validate(&self) -> Result<ModelConfig, String> {
-        if self.batch == 0 {
-            return Err("--batch must be at least 1".into());
-        }
-        if self.steps == 0 {
-            return Err("--steps must be at least 1".into());
-        }
+        use ovbench_harness::limits::{threads, within};
+        within("--batch", self.batch as u64, 1, MAX_BATCH, "")?;
+        within("--steps", self.steps as u64, 1, MAX_STEPS, "")?;
+        within("--warmup", self.warmup as u64, 0, MAX_STEPS, "")?;
+        within("--res", self.resolution as u64, 1, MAX_RESOLUTION, "")?;
+        within("--nproc", self.nproc as u64, 1, MAX_PROCESSES, "")?;
+        threads("--threads", self.threads)?;
+        threads("--ew-threads", self.ew_threads)?;
         if self.recipes.is_empty() {
             return Err("--recipe selects no recipe".into());
         }
