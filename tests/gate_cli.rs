@@ -623,3 +623,58 @@ fn score_records_are_gated_exactly() {
     let o = ovbench(&["gate", "--baseline", s(&good), "--current", s(&st)]);
     assert_eq!(code(&o), 2, "{}", text(&o));
 }
+
+/// A folder of baselines: the one from the current record's hardware is used; with none, the
+/// gate refuses unless memory metrics may be gated across CPUs within a tolerance.
+#[test]
+fn baseline_folders_pick_the_same_hardware() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("baselines");
+    std::fs::create_dir(&base).unwrap();
+    write(&base, "a.json", &step_record(8, "f32", 1.0, "CPU A"));
+    let mut other = step_record(8, "f32", 1.0, "CPU B");
+    other["runs"][0]["memory"]["peak_over_baseline_bytes"] = json!(54_200_000); // +0.4 %
+    let b_path = write(&base, "b.json", &other);
+    let _ = b_path;
+    let cur_a = write(d.path(), "cur-a.json", &step_record(8, "f32", 1.0, "CPU A"));
+    let o = ovbench(&[
+        "gate",
+        "--baseline",
+        s(&base),
+        "--current",
+        s(&cur_a),
+        "--only",
+        "deterministic",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("a.json"), "{}", text(&o));
+    let cur_c = write(d.path(), "cur-c.json", &step_record(8, "f32", 1.0, "CPU C"));
+    let o = ovbench(&[
+        "gate",
+        "--baseline",
+        s(&base),
+        "--current",
+        s(&cur_c),
+        "--only",
+        "deterministic",
+    ]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("no baseline") && text(&o).contains("CPU A (2 threads)"),
+        "{}",
+        text(&o)
+    );
+    let o = ovbench(&[
+        "gate",
+        "--baseline",
+        s(&base),
+        "--current",
+        s(&cur_c),
+        "--only",
+        "deterministic",
+        "--other-hardware-tolerance",
+        "0.01",
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("other hardware"), "{}", text(&o));
+}

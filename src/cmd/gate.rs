@@ -20,12 +20,21 @@ Confirming rerun: --rerun-cmd 'ovbench step --out {out}' runs the command once (
 {out} and $OVBENCH_RERUN_OUT set to a temporary record path) when a timed metric is a regression or \
 inconclusive, and gates that record too: a regression stands only if the rerun shows it again.\n\n\
 Example CI gate on deterministic metrics only:\n  \
-ovbench gate --baseline results/baseline/step-default.json --current /tmp/step.json --only deterministic"
+ovbench gate --baseline results/baseline/step-default.json --current /tmp/step.json --only deterministic\n\n\
+A folder as --baseline: the record in it of the same kind and workload measured on the same hardware \
+(the record's hardware label) is the baseline. Allocator peaks depend on the CPU (the matrix kernels \
+size their packing buffers by its caches), so with no baseline from this hardware the gate refuses \
+(exit 2), unless --other-hardware-tolerance lets it gate memory metrics against another machine's \
+baseline within that relative tolerance (every other metric stays exact)."
 )]
 pub struct GateArgs {
-    /// The baseline record
-    #[arg(long, value_name = "FILE")]
+    /// The baseline record, or a folder of baselines (the one measured on this hardware is used)
+    #[arg(long, value_name = "FILE|DIR")]
     pub baseline: PathBuf,
+    /// With a folder of baselines and none from this hardware: use another's, with memory
+    /// metrics gated within this relative tolerance (e.g. 0.01)
+    #[arg(long, value_name = "FRACTION")]
+    pub other_hardware_tolerance: Option<f64>,
     /// The record to judge
     #[arg(long, value_name = "FILE")]
     pub current: PathBuf,
@@ -114,6 +123,51 @@ fn rerun(
     Ok(gate(baseline, &rec, cfg, accept)?)
 }
 
+/// The baseline: the file given, or from a folder the record of the current record's kind,
+/// workload and hardware; with none from this hardware, another's under
+/// `--other-hardware-tolerance` (returned with its hardware and the tolerance).
+fn pick_baseline(
+    args: &GateArgs,
+    current: &LoadedRecord,
+) -> anyhow::Result<(LoadedRecord, Option<(String, f64)>)> {
+    if !args.baseline.is_dir() {
+        anyhow::ensure!(
+            args.other_hardware_tolerance.is_none(),
+            "--other-hardware-tolerance needs a folder of baselines as --baseline"
+        );
+        return Ok((LoadedRecord::load(&args.baseline)?, None));
+    }
+    let all = ovbench_gate::record::load_all(std::slice::from_ref(&args.baseline))?;
+    let same: Vec<LoadedRecord> = all
+        .into_iter()
+        .filter(|b| b.kind() == current.kind() && b.envelope.workload == current.envelope.workload)
+        .collect();
+    anyhow::ensure!(
+        !same.is_empty(),
+        "no record in {} has the current record's kind and workload ({})",
+        args.baseline.display(),
+        current.envelope.workload_line()
+    );
+    let hw = &current.envelope.hardware;
+    if let Some(b) = same.iter().find(|b| &b.envelope.hardware == hw) {
+        return Ok((b.clone(), None));
+    }
+    let others: Vec<&str> = same.iter().map(|b| b.envelope.hardware.as_str()).collect();
+    match args.other_hardware_tolerance {
+        Some(t) => {
+            let b = same[0].clone();
+            let their = b.envelope.hardware.clone();
+            Ok((b, Some((their, t))))
+        }
+        None => anyhow::bail!(
+            "no baseline in {} was measured on this hardware ({hw}); there are baselines from: {}. \
+             Allocator peaks depend on the CPU: record one here, or pass --other-hardware-tolerance",
+            args.baseline.display(),
+            others.join("; ")
+        ),
+    }
+}
+
 pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = match &args.config {
         Some(p) => GateConfig::load(p)?,
@@ -148,9 +202,32 @@ pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
     for p in &outputs {
         ovbench_harness::io::check_writable(p)?;
     }
-    let baseline = LoadedRecord::load(&args.baseline)?;
     let current = LoadedRecord::load(&args.current)?;
+    let (baseline, other_hw) = pick_baseline(&args, &current)?;
+    if let Some((hw, tol)) = &other_hw {
+        // Exact gating of bytes across CPUs would fail on cache-size-dependent buffers alone.
+        cfg.metrics.insert(
+            "*memory*".into(),
+            ovbench_gate::config::Override {
+                tolerance: Some(*tol),
+                ..Default::default()
+            },
+        );
+        cfg.validate("--other-hardware-tolerance")?;
+        eprintln!(
+            "note: no baseline from this hardware ({}); gating against {} (measured on {hw}) with memory metrics within ±{:.2} %",
+            current.envelope.hardware,
+            baseline.path.display(),
+            tol * 100.0
+        );
+    }
     let mut report = gate(&baseline, &current, &cfg, &args.accept_diff)?;
+    if let Some((hw, tol)) = &other_hw {
+        report.notes.push(format!(
+            "baseline measured on other hardware ({hw}): memory metrics gated within ±{:.2} %",
+            tol * 100.0
+        ));
+    }
     if let Some(cmd) = &args.rerun_cmd {
         if report.needs_confirmation() {
             let timeout = std::time::Duration::from_secs(args.rerun_timeout);
