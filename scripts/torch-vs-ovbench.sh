@@ -12,8 +12,8 @@
 #
 # Python: $OVBENCH_PYTHON, else scripts/pyenv.sh's cached environment (torch pinned in
 # engines/torch/requirements.txt; installed on first use). Uses target/release/ovbench (built
-# if missing; --bin PATH for another). Writes results/torch-cpu/torch-vs-ovbench-<time>.{json,md};
-# per-run records go to results/scratch/torch-cpu/ (git-ignored). Run nothing else heavy beside it.
+# if missing; --bin PATH for another). Writes results/engines/engines-<time>.{json,md} (an
+# `ovbench.engines/1` record); per-run records go to results/scratch/engines/ (git-ignored). Run nothing else heavy beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=$(bash scripts/pyenv.sh engines/torch/requirements.txt)

@@ -19,7 +19,11 @@ For each configuration:
 Then the scaling table (--scaling N, default 2; 0 skips it): the torch engine at 1 and N
 processes (gloo, `--threads 1` each, batch per process as configured), alternating; images/s
 per device and the gradient all-reduce's share of the step (from DDP no_sync steps).
-Writes results/torch-cpu/torch-vs-ovbench-<UTC time>.{json,md}.
+Writes results/engines/engines-<UTC time>.{json,md}: an `ovbench.engines/1` record in the
+envelope every ovbench reader reads (docs/records.md): the workload, one timed metric per
+configuration, recipe and engine (every measured step of every round, pooled), the peaks, the
+same-function checks as conditions, and the provenance of the runs' own records (same binary,
+same commit) with this script's command line. `ovbench check`, `gate` and `compare` read it.
 """
 import argparse, datetime, json, os, platform, random, statistics, subprocess, sys, time
 
@@ -102,8 +106,8 @@ def main():
     ap.add_argument("--scaling-config", default="default", help="configuration of the scaling table")
     ap.add_argument("--check-only", action="store_true", help="the same-function check, no timing")
     ap.add_argument("--no-check", action="store_true", help="skip the same-function check (not for published numbers)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "results/torch-cpu"))
-    ap.add_argument("--work", default=os.path.join(ROOT, "results/scratch/torch-cpu"),
+    ap.add_argument("--out", default=os.path.join(ROOT, "results/engines"))
+    ap.add_argument("--work", default=os.path.join(ROOT, "results/scratch/engines"),
                     help="per-run records (git-ignored)")
     a = ap.parse_args()
 
@@ -127,7 +131,7 @@ def main():
     print(f"ovbench {a.bin}, engines {', '.join(engines)}, torch from {a.python}, {a.threads} threads; log {log}", flush=True)
     base = [a.bin, "step", "--python", a.python, "--quiet"]
 
-    checks, results, loads, versions = {}, [], [], None
+    checks, results, loads, versions, provenance = {}, [], [], None, None
     for name in names:
         model, res, batch, rounds, warmup, steps = CONFIGS[name]
         if a.quick:
@@ -149,6 +153,8 @@ def main():
                 print(f"SAME-FUNCTION CHECK FAILED for {name} ({label}): no timing is reported.", file=sys.stderr)
                 return 1
             checks[name] = [r["engine"]["same_function"] for r in body(cj)["runs"]]
+            if provenance is None:
+                provenance = json.load(open(cj))["provenance"]
             for c in checks[name]:
                 print(f"  {c['recipe']}: params {c['params_torch']:,}; step-0 loss rel diff {c['loss0_rel_diff']:.1e}; "
                       f"step-1 {c.get('loss1_rel_diff', float('nan')):.1e}; grad norms {c.get('grad_norm_max_rel_diff', float('nan')):.1e}", flush=True)
@@ -166,6 +172,8 @@ def main():
                 sh(base + ENGINES[e] + shape + ["--warmup", str(warmup), "--steps", str(steps), "--out", rec], log)
                 loads.append({"config": name, "round": r, "engine": e, "load1_before": l0})
                 b = body(rec)
+                if provenance is None:
+                    provenance = json.load(open(rec))["provenance"]
                 for run in b["runs"]:
                     k = run["recipe"]
                     times[e][k] += [s["total_s"] for s in run["samples"]]
@@ -222,15 +230,37 @@ def main():
     head = git("rev-parse", "HEAD")
     dirty = any(not line[3:].startswith("results/")
                 for line in git("status", "--porcelain", "--untracked-files=no").splitlines())
+    metrics, conditions = [], []
+    for r in results:
+        key = f"{r['config']}/{r['recipe']}/{r['engine']}"
+        metrics.append({"name": f"{key}/step_s", "unit": "s", "direction": "smaller_is_better",
+                        "kind": "timed", "samples": r["samples_s"], "warmup": r["warmup"]})
+        if r["peak_bytes"] is not None and r["engine"] == "candle":
+            # Only candle's allocator peak is exact; torch's RSS view stays in the body.
+            metrics.append({"name": f"{key}/memory/peak_over_baseline_bytes", "unit": "bytes",
+                            "direction": "smaller_is_better", "kind": "deterministic",
+                            "value": r["peak_bytes"]})
+    for name, cs in checks.items():
+        for c in cs:
+            conditions.append({"name": f"{name}/{c['recipe']}/same_function_as_candle",
+                               "holds": bool(c.get("same_function")),
+                               "detail": "; ".join(c.get("problems") or [])})
+    if provenance is not None:
+        # The runs' own provenance (binary, build, host, commit), with this script's call.
+        provenance = dict(provenance, command_line=sys.argv,
+                          created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat())
     summary = {
-        "schema": "ovbench.torch-cpu/1",
-        "created_utc": stamp,
-        "command_line": sys.argv,
-        "git": {"commit": head, "dirty": dirty},
+        "schema": "ovbench.engines/1",
+        "provenance": provenance,
+        "workload": {"configs": ",".join(names), "engines": ",".join(engines),
+                     "threads": str(a.threads), "device": "cpu",
+                     "torch": str((versions or {}).get("torch"))},
+        "hardware": f"{cpu_model()} ({a.threads} threads)",
+        "metrics": metrics,
+        "conditions": conditions,
         "binary": {"path": a.bin},
         "torch_versions": versions,
-        "host": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "os": platform.platform()},
-        "threads": a.threads,
+        "git": {"commit": head, "dirty": dirty},
         "engines": engines,
         "wall_s": time.time() - started,
         "same_function": checks,
@@ -240,7 +270,7 @@ def main():
         "records": work,
         "ratio": "engine median step time / candle median step time (below 1: faster than candle)",
     }
-    tag = "torch-vs-ovbench-" + stamp + ("-check" if a.check_only else "")
+    tag = "engines-" + stamp + ("-check" if a.check_only else "")
     with open(os.path.join(a.out, tag + ".json"), "w") as f:
         json.dump(summary, f, indent=1)
     rows = []

@@ -7,9 +7,16 @@ use ovbench_harness::envelope::{self, Envelope, Schema};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// The record kinds and versions the suites write today (their `RecordBody::KIND/VERSION`;
-/// a test of the binary checks the two agree).
-pub const CURRENT_SCHEMAS: &[(&str, u32)] = &[("step", 2), ("repro", 3), ("score", 2), ("eval", 2)];
+/// The record kinds and versions written today: the suites' (`RecordBody::KIND/VERSION`; a
+/// test of the binary checks the two agree) and `engines/1`, which
+/// scripts/torch_vs_ovbench.py writes from the step records of its alternating runs.
+pub const CURRENT_SCHEMAS: &[(&str, u32)] = &[
+    ("step", 2),
+    ("repro", 3),
+    ("score", 2),
+    ("eval", 2),
+    ("engines", 1),
+];
 
 /// ovbench files that are inputs to a measurement, not measurements: listed, not judged.
 pub const INPUT_SCHEMAS: &[(&str, u32, &str)] = &[(
