@@ -353,16 +353,7 @@ impl Expect<'_> {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use crate::io::json_type_name as type_name;
 
 /// Runs the engine to completion (or out of memory); see the module docs.
 pub fn run_child(

@@ -117,6 +117,19 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value, IoError> {
     })
 }
 
+/// How a JSON value's type reads in an error message ("expected a number, found a string").
+pub fn json_type_name(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Whether `path` names standard output.
 pub fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"

@@ -136,16 +136,7 @@ fn unknown_schema(path: &Path, schema: &Schema) -> GateError {
     }
 }
 
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use ovbench_harness::io::json_type_name as type_name;
 
 /// A folder walk's finding that is not a record: a name ending in `.json` that is not a
 /// regular file, or a symlink that leaves the folder.
