@@ -1,6 +1,7 @@
 """ovbench's JPEG decoder (suites/jpeg) against Pillow's, file by file, bit for bit.
 
     python jpeg_compare.py --jpeg2rgb target/release/examples/jpeg2rgb [--extra DIR ...]
+        [--seed N] [--damaged N] [--c-idct]
 
 Writes a corpus of JPEGs into a temporary folder and decodes each with Pillow
 (`Image.open(f).convert("RGB")`, as lmms-eval does) and with ovbench's decoder (the `jpeg2rgb`
@@ -155,6 +156,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", help="write the corpus here and keep it")
     ap.add_argument("--damaged", type=int, default=60, help="files to make damaged copies of")
+    ap.add_argument("--c-idct", action="store_true",
+                    help="ovbench with libjpeg's portable C IDCT instead of the x86 SIMD arithmetic")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f"Pillow {Image.__version__}, libjpeg-turbo {features.version('libjpeg_turbo')}")
@@ -183,7 +186,8 @@ def main():
         ours = {}
         for i in range(0, len(files), 200):
             chunk = files[i:i + 200]
-            res = subprocess.run([args.jpeg2rgb, *map(str, chunk), str(decoded)],
+            flag = ["--c-idct"] if args.c_idct else []
+            res = subprocess.run([args.jpeg2rgb, *flag, *map(str, chunk), str(decoded)],
                                  check=True, capture_output=True, text=True)
             for line in res.stdout.splitlines():
                 name, rest = line.split(" ", 1)

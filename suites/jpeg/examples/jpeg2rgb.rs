@@ -1,12 +1,17 @@
-//! `jpeg2rgb IN.jpg... OUTDIR`: decodes each JPEG to OUTDIR/<name>.rgb (raw RGB bytes) and prints
+//! `jpeg2rgb [--c-idct] IN.jpg... OUTDIR`: decodes each JPEG to OUTDIR/<name>.rgb (raw RGB bytes) and prints
 //! `<name> <width> <height>` per file, or `<name> error <message>`. Used by
 //! scripts/eval-reference/jpeg_compare.py to compare against Pillow on many files.
 use std::path::Path;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // libjpeg's C IDCT instead of the SIMD arithmetic, to see what that changes.
+    let c_idct = args.first().is_some_and(|a| a == "--c-idct");
+    if c_idct {
+        args.remove(0);
+    }
     let Some((out, inputs)) = args.split_last() else {
-        eprintln!("usage: jpeg2rgb IN.jpg... OUTDIR");
+        eprintln!("usage: jpeg2rgb [--c-idct] IN.jpg... OUTDIR");
         std::process::exit(2);
     };
     for input in inputs {
@@ -18,7 +23,12 @@ fn main() {
                 std::process::exit(2);
             }
         };
-        match ovbench_jpeg::decode_rgb(&bytes) {
+        let decoded = if c_idct {
+            ovbench_jpeg::decode_rgb_libjpeg_c_idct(&bytes)
+        } else {
+            ovbench_jpeg::decode_rgb(&bytes)
+        };
+        match decoded {
             Ok(img) => {
                 let dest = Path::new(out).join(format!("{name}.rgb"));
                 if let Err(e) = std::fs::write(&dest, &img.data) {

@@ -281,11 +281,12 @@ static int ovb_step(struct ovb_state *st) {
   }
 }
 
-/* Decodes data[0..len). On success returns 0 and sets *pixels (malloc'd, width * height *
+/* Decodes data[0..len); flags bit 0 keeps libjpeg's own C islow IDCT (for tests that show what
+ * the SIMD arithmetic changes). On success returns 0 and sets *pixels (malloc'd, width * height *
  * components bytes, rows top to bottom; free with ovb_jpeg_free), *width, *height and
  * *components (1 grey, 3 RGB, 4 CMYK as libjpeg writes it: Adobe's inverted values). On
  * failure returns 1 with a NUL-terminated message in message[0..message_len). */
-int ovb_jpeg_decode(const unsigned char *data, size_t len, unsigned char **pixels,
+int ovb_jpeg_decode(const unsigned char *data, size_t len, int flags, unsigned char **pixels,
                     unsigned int *width, unsigned int *height, int *components,
                     char *message, size_t message_len) {
   struct ovb_state *st;
@@ -316,7 +317,8 @@ int ovb_jpeg_decode(const unsigned char *data, size_t len, unsigned char **pixel
   }
   st->stage = 1;
   jpeg_create_decompress(&st->cinfo);
-  jpeg_set_idct_method_selector(&st->cinfo, ovb_idct_selector);
+  if (!(flags & 1))
+    jpeg_set_idct_method_selector(&st->cinfo, ovb_idct_selector);
   st->src.pub.init_source = ovb_src_noop;
   st->src.pub.fill_input_buffer = ovb_src_fill;
   st->src.pub.skip_input_data = ovb_src_skip;

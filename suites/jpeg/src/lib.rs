@@ -48,6 +48,7 @@ extern "C" {
     fn ovb_jpeg_decode(
         data: *const u8,
         len: usize,
+        flags: c_int,
         pixels: *mut *mut u8,
         width: *mut c_uint,
         height: *mut c_uint,
@@ -56,6 +57,15 @@ extern "C" {
         message_len: usize,
     ) -> c_int;
     fn ovb_jpeg_free(pixels: *mut u8);
+}
+
+/// Which islow IDCT arithmetic to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idct {
+    /// libjpeg-turbo's x86 SIMD (SSE2 / AVX2) arithmetic, as Pillow's x86-64 wheels run it.
+    X86Simd,
+    /// libjpeg's portable C code (wraps where the SIMD code saturates, on corrupt data only).
+    LibjpegC,
 }
 
 /// libjpeg's `JMSG_LENGTH_MAX`.
@@ -69,7 +79,7 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
 
 /// The decoder's components as libjpeg writes them (1 grey, 3 RGB, 4 CMYK with Adobe's
 /// inverted values), before any conversion.
-fn decode_raw(bytes: &[u8]) -> Result<(u32, u32, usize, Vec<u8>), JpegError> {
+fn decode_raw(bytes: &[u8], idct: Idct) -> Result<(u32, u32, usize, Vec<u8>), JpegError> {
     let mut pixels: *mut u8 = std::ptr::null_mut();
     let (mut width, mut height, mut components) = (0 as c_uint, 0 as c_uint, 0 as c_int);
     let mut message = [0 as c_char; MESSAGE_LEN];
@@ -79,6 +89,7 @@ fn decode_raw(bytes: &[u8]) -> Result<(u32, u32, usize, Vec<u8>), JpegError> {
         ovb_jpeg_decode(
             bytes.as_ptr(),
             bytes.len(),
+            matches!(idct, Idct::LibjpegC) as c_int,
             &mut pixels,
             &mut width,
             &mut height,
@@ -116,7 +127,18 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbPixels, JpegError> {
 
 /// [`decode_rgb`], also saying which colour components the file held.
 pub fn decode_rgb_with_source(bytes: &[u8]) -> Result<(RgbPixels, Source), JpegError> {
-    let (width, height, components, raw) = decode_raw(bytes)?;
+    decode_rgb_idct(bytes, Idct::X86Simd)
+}
+
+/// [`decode_rgb`] with libjpeg's portable C IDCT instead of the SIMD arithmetic: for tests that
+/// show which files the difference touches (`jpeg2rgb --c-idct`).
+#[doc(hidden)]
+pub fn decode_rgb_libjpeg_c_idct(bytes: &[u8]) -> Result<RgbPixels, JpegError> {
+    decode_rgb_idct(bytes, Idct::LibjpegC).map(|(p, _)| p)
+}
+
+fn decode_rgb_idct(bytes: &[u8], idct: Idct) -> Result<(RgbPixels, Source), JpegError> {
+    let (width, height, components, raw) = decode_raw(bytes, idct)?;
     let (data, source) = match components {
         3 => (raw, Source::Rgb),
         1 => (raw.iter().flat_map(|&v| [v, v, v]).collect(), Source::Grey),
