@@ -6,6 +6,8 @@ use ovbench_eval::openclip::{self, TowerOptions};
 use ovbench_eval::prompt::{Conv, PromptStyle, TaskConfig};
 use ovbench_eval::{run, EvalOptions, Model};
 use ovbench_score::{Compat, Task};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -129,6 +131,7 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
             interpolation: "bilinear".into(),
             pad_to_square: true,
             resample: ovbench_eval::preprocess::Resample::Pil,
+            jpeg_decoder: ovbench_jpeg::DECODER,
         };
         let pixels = pre.pixels(&img, &Device::Cpu).unwrap();
         let emb = model.image_embeddings(&pixels, -2).unwrap();
@@ -505,6 +508,16 @@ fn malformed_inputs_give_errors_that_name_them() {
         e.contains("TextVQA_VAL.tsv:2") && e.contains("cannot decode the image"),
         "{e}"
     );
+    // A truncated JPEG: libjpeg's decoder stops, the item is named, no abort.
+    let mut rows4 = rows.clone();
+    let jpeg = fixture::image_bytes(&mut ChaCha8Rng::seed_from_u64(5), true);
+    rows4[1].image = jpeg[..jpeg.len() / 2].to_vec();
+    o.data = fixture::write_dataset(&bad.join("trunc"), Task::TextVqa, "tsv", &rows4).unwrap();
+    let e = err_of(&o);
+    assert!(
+        e.contains("TextVQA_VAL.tsv:3") && e.contains("image file is truncated"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -580,9 +593,9 @@ fn bos_option_two_or_one_bos_recorded_and_keyed() {
     let a = run(&o).unwrap();
     o.bos = BosMode::Single;
     let b = run(&o).unwrap();
-    assert_eq!(a.body["task_config"]["bos"], "llava");
-    assert_eq!(b.body["task_config"]["bos"], "single");
-    assert_ne!(a.body["run_key"], b.body["run_key"]);
+    assert_eq!(a.body.task_config["bos"], "llava");
+    assert_eq!(b.body.task_config["bos"], "single");
+    assert_ne!(a.body.run_key, b.body.run_key);
     assert_eq!(
         a.items[0].prompt_tokens,
         b.items[0].prompt_tokens + 1,
@@ -602,11 +615,11 @@ fn generation_config_eos_and_config_fields_recorded() {
     o.max_new_tokens = Some(2);
     let a = run(&o).unwrap();
     assert_eq!(
-        a.body["task_config"]["eos_token_ids"]["source"],
+        a.body.task_config["eos_token_ids"]["source"],
         "config.json: eos_token_id"
     );
     assert_eq!(
-        a.body["task_config"]["llm_config"]["rope_theta"]["value"],
+        a.body.task_config["llm_config"]["rope_theta"]["value"],
         500000.0
     );
     std::fs::write(
@@ -616,14 +629,14 @@ fn generation_config_eos_and_config_fields_recorded() {
     .unwrap();
     let b = run(&o).unwrap();
     assert_eq!(
-        b.body["task_config"]["eos_token_ids"]["ids"],
+        b.body.task_config["eos_token_ids"]["ids"],
         serde_json::json!([1, 5])
     );
     assert_eq!(
-        b.body["task_config"]["eos_token_ids"]["source"],
+        b.body.task_config["eos_token_ids"]["source"],
         "generation_config.json: eos_token_id"
     );
-    assert_ne!(a.body["run_key"], b.body["run_key"]);
+    assert_ne!(a.body.run_key, b.body.run_key);
 }
 
 /// config.json in transformers 5's layout (`rope_parameters`) and in the older one give the

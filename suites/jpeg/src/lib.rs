@@ -39,10 +39,10 @@ pub enum JpegError {
     Decode(String),
 }
 
-/// What the decoder is, for records: the library, its version and the settings used.
-pub const DECODER: &str = "libjpeg-turbo decoder from mozjpeg-sys 2.2.3 (libjpeg-turbo 2.1.5.1 \
-                           + 3.0.1 smoothing fixes), no SIMD; islow IDCT, fancy upsampling, \
-                           block smoothing (Pillow's settings)";
+/// What decodes JPEG, for records: the library, the IDCT arithmetic and the settings.
+pub const DECODER: &str = "pillow-13: libjpeg-turbo's decoder (mozjpeg-sys 2.2.3), x86 SIMD \
+                           islow IDCT arithmetic, fancy upsampling, block smoothing, \
+                           64 KiB suspending reads";
 
 extern "C" {
     fn ovb_jpeg_decode(
