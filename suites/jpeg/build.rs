@@ -10,5 +10,8 @@ fn main() {
     for dir in env::split_paths(&include) {
         build.include(dir);
     }
-    build.file("src/decode.c").warnings(true).compile("ovbench_jpeg_decode");
+    build
+        .file("src/decode.c")
+        .warnings(true)
+        .compile("ovbench_jpeg_decode");
 }

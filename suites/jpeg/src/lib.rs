@@ -104,7 +104,9 @@ fn decode_raw(bytes: &[u8], idct: Idct) -> Result<(u32, u32, usize, Vec<u8>), Jp
             .take_while(|&&c| c != 0)
             .map(|&c| c as u8)
             .collect();
-        return Err(JpegError::Decode(String::from_utf8_lossy(&text).into_owned()));
+        return Err(JpegError::Decode(
+            String::from_utf8_lossy(&text).into_owned(),
+        ));
     }
     let n = width as usize * height as usize * components as usize;
     // SAFETY: see above.

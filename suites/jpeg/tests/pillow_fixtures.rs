@@ -25,7 +25,11 @@ fn expected() -> serde_json::Map<String, Value> {
 #[test]
 fn fixtures_decode_to_pillows_pixels() {
     let files = expected();
-    assert!(files.len() >= 10, "expected.json lists {} files", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected.json lists {} files",
+        files.len()
+    );
     let mut decoded = 0;
     for (name, want) in &files {
         let bytes = std::fs::read(fixtures().join(name)).unwrap();
@@ -73,7 +77,11 @@ fn damaged_fixture_needs_the_simd_idct_arithmetic() {
     for (name, want) in marked {
         let bytes = std::fs::read(fixtures().join(name)).unwrap();
         let c = ovbench_jpeg::decode_rgb_libjpeg_c_idct(&bytes).unwrap();
-        assert_ne!(sha256(&c.data), want["rgb_sha256"].as_str().unwrap(), "{name}");
+        assert_ne!(
+            sha256(&c.data),
+            want["rgb_sha256"].as_str().unwrap(),
+            "{name}"
+        );
         let simd = ovbench_jpeg::decode_rgb(&bytes).unwrap();
         assert_eq!(sha256(&simd.data), want["rgb_sha256"].as_str().unwrap());
     }
@@ -89,10 +97,7 @@ fn corrupt_and_truncated_jpegs_are_errors() {
         assert!(!err.to_string().is_empty(), "cut {cut}");
     }
     let err = ovbench_jpeg::decode_rgb(&whole[..whole.len() - 40]).unwrap_err();
-    assert!(
-        err.to_string().contains("image file is truncated"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("image file is truncated"), "{err}");
     // An unsupported frame type (differential, SOF5): libjpeg's message.
     let sof = whole.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     let mut bad = whole.clone();
