@@ -27,6 +27,8 @@ on the spliced `inputs_embeds` (float32, deterministic algorithms). `ovbench eva
 same files with --trace; answers and token ids are compared item by item. At the first
 differing token the top-2 logit gap of both sides is printed: a gap under --near-tie is a
 numeric near-tie (reported, not counted as identical), anything else a real difference (exit 1).
+Different tower input pixels are a real difference too, PNG or JPEG (ovbench decodes JPEG with
+libjpeg-turbo's decoder as Pillow does, suites/jpeg).
 
     python eval_reference.py --bin target/release/ovbench [--small] [--work DIR]
     python eval_reference.py --pil-vectors     # the Pillow vectors of suites/eval/src/preprocess_vectors.rs
@@ -337,12 +339,15 @@ QUESTIONS = {
 }
 OCR = [["DAKOTA", "DIGITAL", "Camera"], [], ["ΟΔΟΣ", "2019"], ["shop", "open"], ["Ǆ"], ["red", "blue", "10"]]
 ANSWERS = ["dakota", "stop", "2019", "main", "istanbul", "3"]
-# (width, height, format): non-square (padding), larger than the tower (down-scaling), smaller
-# (up-scaling), exactly the tower's size.
-IMAGES = [(300, 200, "PNG"), (60, 90, "JPEG"), (84, 84, "PNG"), (500, 375, "JPEG"), (97, 41, "PNG"), (130, 250, "JPEG")]
+# (width, height, format, encoder options): non-square (padding), larger than the tower
+# (down-scaling), smaller (up-scaling), exactly the tower's size; JPEG baseline 4:2:0 (as most
+# datasets' photos), progressive 4:2:0 (libjpeg's block smoothing) and 4:4:4 with restart markers.
+IMAGES = [(300, 200, "PNG", {}), (60, 90, "JPEG", {"quality": 90}), (84, 84, "PNG", {}),
+          (500, 375, "JPEG", {"quality": 85, "progressive": True}), (97, 41, "PNG", {}),
+          (130, 250, "JPEG", {"quality": 95, "subsampling": 0, "restart_marker_rows": 1})]
 
 
-def make_image(i, w, h, fmt):
+def make_image(i, w, h, fmt, options):
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(100 + i)
@@ -356,7 +361,7 @@ def make_image(i, w, h, fmt):
         dr.rectangle([x0, y0, x0 + int(rng.integers(2, w // 2 + 3)), y0 + int(rng.integers(2, h // 2 + 3))],
                      fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
     buf = io.BytesIO()
-    img.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    img.save(buf, fmt, **options)
     return buf.getvalue()
 
 
@@ -370,8 +375,8 @@ def write_datasets(root, n):
 
     rows = []
     for i in range(n):
-        w, h, fmt = IMAGES[i % len(IMAGES)]
-        rows.append({"image": make_image(i, w, h, fmt), "ext": "png" if fmt == "PNG" else "jpg",
+        w, h, fmt, options = IMAGES[i % len(IMAGES)]
+        rows.append({"image": make_image(i, w, h, fmt, options), "ext": "png" if fmt == "PNG" else "jpg",
                      "ocr": OCR[i % len(OCR)], "answer": ANSWERS[i % len(ANSWERS)], "i": i})
     sets = {}
     for task in ["textvqa", "chartqa", "ocrbench"]:
@@ -660,8 +665,10 @@ def main():
         cases = [c for c in cases if not c[0].endswith("single")]
 
     refs, ref_cache = {}, {}
-    results, real, near, jpeg_input, jpeg_changed = [], 0, 0, 0, 0
+    results, real, near = [], 0, 0
     px_stats = {"PNG": [], "JPEG": []}
+    # Per format: items compared, items identical (pixels, prompt and generated ids, answer).
+    per_fmt = {"PNG": [0, 0], "JPEG": [0, 0]}
     for label, tmpl, llm, tower, proj, bos, task, layout, ocr in cases:
         key = (str(llm), str(tower), bos)
         if key not in refs:
@@ -673,7 +680,7 @@ def main():
         items = sets[task]["items"]
         if len(ovb) != len(items):
             raise RuntimeError(f"{case}: ovbench traced {len(ovb)} items, the dataset has {len(items)}")
-        same = case_jpeg = 0
+        same = 0
         for it, o in zip(items, ovb):
             q = it.get("tsv_question", it["question"]) if layout == "tsv" else it["question"]
             memo = (key, task, tmpl, q, tuple(it["ocr"]), ocr, it["i"])
@@ -685,20 +692,15 @@ def main():
             px_stats[fmt].append((float(d.max()), float(d.mean()), int((d > 0).sum()), d.size))
             verdict, msg = compare(r, o)
             if d.max() > 0:
-                # Different pixels: PNG ones would be a resize / padding bug; JPEG ones come from
-                # the decoder (libjpeg-turbo in Pillow, jpeg-decoder in ovbench), measured and
-                # reported, the model comparison being moot for that item.
-                msg = f"tower input differs (max |diff| {d.max():.3g}); {msg or 'answers identical'}"
-                if fmt == "JPEG":
-                    jpeg_input += 1
-                    jpeg_changed += verdict != "identical"
-                    verdict = "jpeg-decode"
-                else:
-                    verdict = "different"
+                # Different pixels are a real difference whatever the tokens: on a PNG a resize /
+                # padding bug, on a JPEG the decoder (ovbench-jpeg must give Pillow's pixels).
+                msg = (f"tower input differs ({fmt}, max |diff| {d.max():.3g}); "
+                       f"{msg or 'answers identical'}")
+                verdict = "different"
+            per_fmt[fmt][0] += 1
             if verdict == "identical":
                 same += 1
-            elif verdict == "jpeg-decode":
-                case_jpeg += 1
+                per_fmt[fmt][1] += 1
             else:
                 if verdict == "near-tie":
                     near += 1
@@ -707,8 +709,7 @@ def main():
                 print(f"  {case} item {it['i']}: {verdict}: {msg}\n    reference {r['prediction'][:60]!r}\n"
                       f"    ovbench   {o['prediction'][:60]!r}", flush=True)
         line = (f"{task:9s} {label:22s} {layout + (' --ocr' if ocr else ''):14s} "
-                f"identical {same}/{len(items)}"
-                + (f" ({case_jpeg} JPEG with other decoded pixels)" if case_jpeg else ""))
+                f"identical {same}/{len(items)}")
         results.append(line)
         print(line, flush=True)
     print()
@@ -726,8 +727,9 @@ def main():
                   f"(normalised units; one 8-bit level is about {1 / 255 / 0.27:.4f}), values differing {100 * changed:.2f} %")
     counts = [l.split("identical ")[1].split()[0].split("/") for l in results]
     ident, total = sum(int(a) for a, _ in counts), sum(int(b) for _, b in counts)
-    print(f"items identical {ident}/{total}; near-ties {near}; real differences {real}; JPEG items whose "
-          f"decoded pixels differ {jpeg_input} (answer or tokens changed in {jpeg_changed}); {time.time() - t0:.0f} s")
+    fmts = ", ".join(f"{f} {n[1]}/{n[0]}" for f, n in per_fmt.items() if n[0])
+    print(f"items identical {ident}/{total} ({fmts}); near-ties {near}; real differences {real}; "
+          f"{time.time() - t0:.0f} s")
     return 1 if real else 0
 
 

@@ -2,6 +2,11 @@
 //! = pad`: a square filled with the mean colour, image centred), resize to the tower's
 //! resolution, normalise with the tower's mean / std. Output (1, 3, S, S), f32.
 //!
+//! JPEG is decoded by `ovbench-jpeg`: libjpeg-turbo's decoder with Pillow's settings, giving
+//! `PIL.Image.open(f).convert("RGB")`'s pixels bit for bit (the `image` crate's decoder is up to
+//! 3 levels off in about a third of the values; docs/eval-reference.md). PNG and the rest go
+//! through the `image` crate, whose PNG pixels are Pillow's (lossless).
+//!
 //! The resize is PIL's (`Image.resize`, which torchvision's `Resize` calls on PIL images and so
 //! open_clip's transform uses): a separable convolution whose kernel widens with the
 //! down-scaling factor (antialiasing), 22-bit fixed-point coefficients, horizontal pass first,
@@ -45,12 +50,22 @@ pub struct Preprocess {
     /// LLaVA-1.5 `image_aspect_ratio = pad`.
     pub pad_to_square: bool,
     pub resample: Resample,
+    /// What decodes JPEG images (recorded: it decides the pixels).
+    pub jpeg_decoder: &'static str,
 }
 
-/// Decodes image bytes; `Err` holds a message for the caller to place.
+/// Decodes image bytes to what Pillow's `Image.open(f).convert("RGB")` gives; `Err` holds a
+/// message for the caller to place.
 pub fn decode(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     if bytes.is_empty() {
         return Err("empty image".into());
+    }
+    if ovbench_jpeg::is_jpeg(bytes) {
+        let p = ovbench_jpeg::decode_rgb(bytes).map_err(|e| e.to_string())?;
+        let (w, h) = (p.width, p.height);
+        let img = RgbImage::from_raw(w, h, p.data)
+            .ok_or_else(|| format!("the JPEG decoder gave a wrong buffer for {w}x{h}"))?;
+        return Ok(DynamicImage::ImageRgb8(img));
     }
     image::load_from_memory(bytes).map_err(|e| format!("cannot decode the image: {e}"))
 }
@@ -263,6 +278,25 @@ mod tests {
     }
 
     include!("preprocess_vectors.rs");
+
+    /// JPEG goes to ovbench-jpeg (Pillow's pixels, checked against Pillow in suites/jpeg's
+    /// tests), anything else to the image crate; a broken JPEG is an error, never a panic.
+    #[test]
+    fn jpeg_is_decoded_as_pillow_does() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../jpeg/tests/fixtures");
+        let bytes = std::fs::read(dir.join("rgb420_13x9.jpg")).unwrap();
+        let ours = decode(&bytes).unwrap().to_rgb8();
+        let want = ovbench_jpeg::decode_rgb(&bytes).unwrap();
+        assert_eq!((ours.width(), ours.height()), (13, 9));
+        assert_eq!(ours.into_raw(), want.data);
+        // The image crate's decoder gives other pixels for the same file (why it is not used).
+        let crate_img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        assert_ne!(crate_img.into_raw(), want.data);
+        let err = decode(&bytes[..bytes.len() - 40]).unwrap_err();
+        assert!(err.contains("image file is truncated"), "{err}");
+        let err = decode(&bytes[..3]).unwrap_err();
+        assert!(err.contains("cannot decode the JPEG"), "{err}");
+    }
 
     #[test]
     fn expand2square_offsets_and_fill() {

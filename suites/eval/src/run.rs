@@ -206,6 +206,7 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         interpolation: model.tower.cfg.interpolation.clone(),
         pad_to_square: o.pad_to_square,
         resample: o.resample,
+        jpeg_decoder: ovbench_jpeg::DECODER,
     };
     // Generation stops at the model's EOS ids only, as transformers' `generate` does with
     // the generation config (lmms-eval's LLaVA adapter passes no template stop tokens).

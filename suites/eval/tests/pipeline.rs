@@ -6,6 +6,8 @@ use ovbench_eval::openclip::{self, TowerOptions};
 use ovbench_eval::prompt::{Conv, PromptStyle, TaskConfig};
 use ovbench_eval::{run, EvalOptions, Model};
 use ovbench_score::{Compat, Task};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -129,6 +131,7 @@ fn kv_cache_and_full_recompute_give_the_same_greedy_tokens() {
             interpolation: "bilinear".into(),
             pad_to_square: true,
             resample: ovbench_eval::preprocess::Resample::Pil,
+            jpeg_decoder: ovbench_jpeg::DECODER,
         };
         let pixels = pre.pixels(&img, &Device::Cpu).unwrap();
         let emb = model.image_embeddings(&pixels, -2).unwrap();
@@ -503,6 +506,16 @@ fn malformed_inputs_give_errors_that_name_them() {
     let e = err_of(&o);
     assert!(
         e.contains("TextVQA_VAL.tsv:2") && e.contains("cannot decode the image"),
+        "{e}"
+    );
+    // A truncated JPEG: libjpeg's decoder stops, the item is named, no abort.
+    let mut rows4 = rows.clone();
+    let jpeg = fixture::image_bytes(&mut ChaCha8Rng::seed_from_u64(5), true);
+    rows4[1].image = jpeg[..jpeg.len() / 2].to_vec();
+    o.data = fixture::write_dataset(&bad.join("trunc"), Task::TextVqa, "tsv", &rows4).unwrap();
+    let e = err_of(&o);
+    assert!(
+        e.contains("TextVQA_VAL.tsv:3") && e.contains("image file is truncated"),
         "{e}"
     );
 }
