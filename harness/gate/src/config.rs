@@ -121,10 +121,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 impl GateConfig {
     pub fn load(path: &Path) -> Result<Self, GateError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| GateError::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let text = ovbench_harness::io::read_text(path, ovbench_harness::io::limit::CONFIG)?;
         Self::parse(&text, &path.display().to_string())
     }
 

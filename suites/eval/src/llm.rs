@@ -61,7 +61,7 @@ fn tokenizer_bos(
         if !p.exists() {
             continue;
         }
-        let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+        let text = crate::error::read_config(&p)?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EvalError::Config {
             path: p.clone(),
             field: format!("line {}, column {}", e.line(), e.column()),
@@ -100,6 +100,25 @@ fn tokenizer_bos(
     ))
 }
 
+/// `tokenizer.json`, read through the safe reader (regular file, bounded size). The tokenizers
+/// crate's deserialiser is third-party code: a panic inside it on a hostile file becomes an
+/// error naming the file rather than a crash.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let bytes = ovbench_harness::io::read_regular(path, ovbench_harness::io::limit::CONFIG)?;
+    let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes));
+    match parsed {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(EvalError::Tokenizer {
+            path: path.into(),
+            msg: e.to_string(),
+        }),
+        Err(_) => Err(EvalError::Tokenizer {
+            path: path.into(),
+            msg: "the tokenizers library could not parse it (it panicked)".into(),
+        }),
+    }
+}
+
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join("model.safetensors");
     if single.exists() {
@@ -127,7 +146,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 impl Llm {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config_file = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_file).map_err(io(&config_file))?;
+        let text = crate::error::read_config(&config_file)?;
         let settings = crate::llm_config::parse(&config_file, &text)?;
         let config = settings.config.clone();
         let files = weight_files(dir)?;
@@ -153,11 +172,7 @@ impl Llm {
                 msg: "not found (the directory needs a tokenizer.json)".into(),
             });
         }
-        let tokenizer =
-            Tokenizer::from_file(&tokenizer_file).map_err(|e| EvalError::Tokenizer {
-                path: tokenizer_file.clone(),
-                msg: e.to_string(),
-            })?;
+        let tokenizer = load_tokenizer(&tokenizer_file)?;
         let vocab = tokenizer.get_vocab_size(true);
         if vocab > config.vocab_size {
             return Err(EvalError::Tokenizer {
@@ -237,7 +252,7 @@ impl Llm {
         let mut stop = "max-new-tokens";
         let mut top2_gaps = Vec::new();
         while tokens.len() < max_new_tokens {
-            let (next, gap) = argmax(&logits)?;
+            let (next, gap) = argmax(&logits, tokens.len())?;
             top2_gaps.push(gap);
             if self.eos.contains(&next) || stop_tokens.contains(&next) {
                 stop = "eos";
@@ -321,13 +336,20 @@ pub fn cut_at_stop(text: &str, stops: &[String]) -> Option<usize> {
 }
 
 /// Index of the largest logit (the first one on ties, as torch.argmax) and its lead over
-/// the second largest.
-fn argmax(logits: &Tensor) -> Result<(u32, f32)> {
+/// the second largest. NaN or +inf anywhere is an error: greedy decoding over them picks an
+/// arbitrary token (often EOS, an empty answer that would be scored as wrong).
+fn argmax(logits: &Tensor, step: usize) -> Result<(u32, f32)> {
     let v: Vec<f32> = logits
         .flatten_all()
         .and_then(|t| t.to_dtype(DType::F32))
         .and_then(|t| t.to_vec1())
         .ctx(|| "logits".into())?;
+    if let Some(i) = v.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+        return Err(EvalError::NonFinite {
+            item: String::new(),
+            what: format!("logits at generated token {step} (vocabulary entry {i})"),
+        });
+    }
     let mut best = 0usize;
     for (i, x) in v.iter().enumerate() {
         if *x > v[best] || (v[best].is_nan() && !x.is_nan()) {
@@ -413,4 +435,22 @@ fn check_tensors(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_refuses_nan_and_infinity_but_not_masked_entries() {
+        let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
+        assert_eq!(argmax(&t(&[1.0, 3.0, f32::NEG_INFINITY]), 0).unwrap().0, 1);
+        for bad in [f32::NAN, f32::INFINITY] {
+            let e = argmax(&t(&[1.0, bad, 2.0]), 4).unwrap_err().to_string();
+            assert!(
+                e.contains("not finite") && e.contains("generated token 4"),
+                "{e}"
+            );
+        }
+    }
 }

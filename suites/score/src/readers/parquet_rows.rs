@@ -39,10 +39,7 @@ fn read_shard(
     columns: &[&str],
     items: &mut Vec<Annotation>,
 ) -> Result<(), ScoreError> {
-    let file = std::fs::File::open(path).map_err(|source| ScoreError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let file = ovbench_harness::io::open_bounded(path, ovbench_harness::io::limit::DATA)?;
     if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
         return Err(ScoreError::Empty { path: path.into() });
     }
