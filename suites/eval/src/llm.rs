@@ -101,20 +101,60 @@ fn tokenizer_bos(
 }
 
 /// `tokenizer.json`, read through the safe reader (regular file, bounded size). The tokenizers
-/// crate's deserialiser is third-party code: a panic inside it on a hostile file becomes an
-/// error naming the file rather than a crash.
+/// crate is third-party code that panics on some inconsistent files (a post-processor naming
+/// a special token the vocabulary lacks panics at the first encode): the file is parsed and
+/// then tried on a probe text, each under `catch_unwind`, so such a file is refused here with
+/// its name instead of crashing the run later.
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     let bytes = ovbench_harness::io::read_regular(path, ovbench_harness::io::limit::CONFIG)?;
-    let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes));
-    match parsed {
-        Ok(Ok(t)) => Ok(t),
+    let err = |msg: String| EvalError::Tokenizer {
+        path: path.into(),
+        msg,
+    };
+    let tok = match quiet_catch_unwind(|| Tokenizer::from_bytes(&bytes)) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(err(e.to_string())),
+        Err(_) => {
+            return Err(err(
+                "the tokenizers library cannot parse it (it panicked)".into()
+            ))
+        }
+    };
+    let probe = quiet_catch_unwind(|| {
+        let enc = tok.encode("USER: <image>\nWhat is 12.5%? ASSISTANT:", true)?;
+        tok.decode(enc.get_ids(), true)
+    });
+    match probe {
+        Ok(Ok(_)) => Ok(tok),
+        Ok(Err(e)) => Err(err(format!("cannot encode a probe text: {e}"))),
+        Err(_) => Err(err(
+            "the tokenizers library panics encoding a probe text (an inconsistent file, e.g. a special token the vocabulary lacks)".into(),
+        )),
+    }
+}
+
+/// `catch_unwind` without the panic hook's report on stderr: the panic becomes an error that
+/// names the file, and the user should see that one line, not a backtrace. The hook is
+/// process-wide; tokenizer calls run on the main thread while no other thread works.
+fn quiet_catch_unwind<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r
+}
+
+/// Runs a tokenizer call, turning a panic inside the library into an error naming the file.
+fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> tokenizers::Result<T>) -> Result<T> {
+    match quiet_catch_unwind(f) {
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(EvalError::Tokenizer {
             path: path.into(),
-            msg: e.to_string(),
+            msg: format!("{what}: {e}"),
         }),
         Err(_) => Err(EvalError::Tokenizer {
             path: path.into(),
-            msg: "the tokenizers library could not parse it (it panicked)".into(),
+            msg: format!("{what}: the tokenizers library panicked"),
         }),
     }
 }
@@ -300,25 +340,18 @@ impl Llm {
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer
-            .decode(ids, true)
-            .map_err(|e| EvalError::Tokenizer {
-                path: self.tokenizer_file.clone(),
-                msg: format!("decoding: {e}"),
-            })
+        guarded(&self.tokenizer_file, "decoding", || {
+            self.tokenizer.decode(ids, true)
+        })
     }
 
     /// Token ids of `text` (`special`: let the tokenizer add BOS etc. as it is configured to).
     pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        Ok(self
-            .tokenizer
-            .encode(text, special)
-            .map_err(|e| EvalError::Tokenizer {
-                path: self.tokenizer_file.clone(),
-                msg: format!("encoding: {e}"),
-            })?
-            .get_ids()
-            .to_vec())
+        Ok(guarded(&self.tokenizer_file, "encoding", || {
+            self.tokenizer.encode(text, special)
+        })?
+        .get_ids()
+        .to_vec())
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
@@ -440,6 +473,27 @@ fn check_tensors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tokenizer_that_panics_on_encode_is_refused_at_load() {
+        // Found by scripts/fuzz.sh (target tokenizer): a template post-processor naming a
+        // special token that is not in the vocabulary panics inside the tokenizers crate.
+        let (mut tok, _) = crate::fixture::tokenizer_json();
+        tok["post_processor"] = serde_json::json!({
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<nope>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {}
+        });
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tokenizer.json");
+        std::fs::write(&p, tok.to_string()).unwrap();
+        let e = load_tokenizer(&p).err().expect("refused").to_string();
+        assert!(e.contains("tokenizer.json") && e.contains("panic"), "{e}");
+        let (good, _) = crate::fixture::tokenizer_json();
+        std::fs::write(&p, good.to_string()).unwrap();
+        assert!(load_tokenizer(&p).is_ok());
+    }
 
     #[test]
     fn argmax_refuses_nan_and_infinity_but_not_masked_entries() {
