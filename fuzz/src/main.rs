@@ -321,6 +321,9 @@ fn worker(
         let msg = format!("{info}");
         PANIC_MSG.with(|m| *m.borrow_mut() = msg);
     }));
+    // Self-test of the supervisor (fuzz/tests/supervisor.rs): the first input aborts, hangs
+    // or panics on purpose, to prove each kind of finding is caught and saved.
+    let selftest = std::env::var("OVBENCH_FUZZ_SELFTEST").unwrap_or_default();
     let saved = Mutex::new(std::collections::HashSet::new());
     let mut rng = engine::Rng::new(seed);
     let t0 = Instant::now();
@@ -335,11 +338,23 @@ fn worker(
         map.store_input(&input);
         std::fs::write(&path, &input)?;
         started.store(engine::now_ms(t0), Ordering::SeqCst);
+        // The first input of the first worker (restarted workers get seeds not ending in 000).
+        let first = map.counter(C_EXECS) == 0 && seed % 1000 == 0;
+        // Counted before it runs: an input that kills the worker was executed too, and the
+        // supervisor tells a worker that died on an input from one that never started.
+        map.bump(C_EXECS);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match selftest.as_str() {
+                "abort" if first => std::process::abort(),
+                "hang" if first => loop {
+                    std::thread::sleep(Duration::from_millis(10));
+                },
+                "panic" if first => panic!("self-test panic"),
+                _ => {}
+            }
             targets::run(t, &ctx, &path)
         }));
         started.store(0, Ordering::SeqCst);
-        map.bump(C_EXECS);
         match r {
             Ok(Ok(())) => map.bump(C_ACCEPTED),
             Ok(Err(_)) => map.bump(C_REFUSED),

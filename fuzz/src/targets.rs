@@ -10,7 +10,6 @@ use ovbench_score::{Annotations, MatchPolicy, Task};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-#[allow(dead_code)]
 #[path = "../../suites/score/tests/common/mod.rs"]
 mod score_fixtures;
 

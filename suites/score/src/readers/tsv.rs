@@ -170,9 +170,7 @@ impl<R: std::io::Read> QuoteScan<R> {
         }
         match self.state {
             QState::CellStart | QState::Unquoted | QState::AfterQuoted => {
-                if b == b'\n' {
-                    self.state = QState::CellStart;
-                } else if b == self.delim {
+                if b == b'\n' || b == self.delim {
                     self.state = QState::CellStart;
                 } else if self.state == QState::CellStart && b == b'"' {
                     self.state = QState::Quoted;
