@@ -383,6 +383,29 @@ fn worker(
 mod tests {
     use super::*;
 
+    /// Every input a fuzzing run found (fuzz/regressions/<target>/) is now refused or
+    /// accepted without a panic.
+    #[test]
+    fn past_findings_are_handled() {
+        let ctx = targets::Ctx::new().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions");
+        let mut n = 0;
+        for t in targets::TARGETS {
+            let Ok(rd) = std::fs::read_dir(root.join(t.name)) else {
+                continue;
+            };
+            let path = ctx.dir.path().join("r").join(t.name).join(t.file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            for e in rd.flatten() {
+                std::fs::copy(e.path(), &path).unwrap();
+                let r = std::panic::catch_unwind(|| targets::run(t, &ctx, &path));
+                assert!(r.is_ok(), "{}: {} panics", t.name, e.path().display());
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "only {n} regression inputs found");
+    }
+
     /// Every target's seeds are accepted, and a few hundred mutated inputs run without a
     /// panic (the CI pass runs longer, through scripts/fuzz.sh).
     #[test]

@@ -200,6 +200,21 @@ const CACHE_TOKENS: &[&str] = &[
     "\"decode_s\"",
     "\n",
 ];
+const IMAGE_TOKENS: &[&str] = &[
+    "\u{89}PNG\r\n\u{1a}\n",
+    "IHDR",
+    "IDAT",
+    "IEND",
+    "PLTE",
+    "tRNS",
+    "\u{ff}\u{d8}\u{ff}",
+    "\u{ff}\u{c0}",
+    "\u{ff}\u{c4}",
+    "\u{ff}\u{da}",
+    "\u{ff}\u{d9}",
+    "\u{0}\u{0}\u{ff}\u{ff}",
+    "\u{7f}\u{ff}\u{ff}\u{ff}",
+];
 const WEIGHT_TOKENS: &[&str] = &[
     "\"dtype\"",
     "\"F32\"",
@@ -309,6 +324,12 @@ pub const TARGETS: &[Target] = &[
         reader: "eval: the response cache (JSONL)",
         file: "cache.jsonl",
         tokens: CACHE_TOKENS,
+    },
+    Target {
+        name: "image",
+        reader: "eval: image files (PNG, JPEG), decoded and preprocessed",
+        file: "image.bin",
+        tokens: IMAGE_TOKENS,
     },
     Target {
         name: "weights",
@@ -593,6 +614,13 @@ pub fn seeds(t: &Target, ctx: &Ctx) -> Result<Vec<Vec<u8>>> {
             partial.extend_from_slice(b"{\"key\": \"b\", \"id\"");
             out.push(partial);
         }
+        "image" => {
+            for task in Task::ALL {
+                for r in fixture::rows(task, 2, 7) {
+                    out.push(r.image);
+                }
+            }
+        }
         "weights" => {
             // The projector: the smallest weight file of the tiny models, in both formats.
             let p = d.join("proj.safetensors");
@@ -722,6 +750,25 @@ pub fn run(t: &Target, ctx: &Ctx, path: &Path) -> Result<(), String> {
         "weights" => ovbench_eval::tensors::load(path)
             .map(drop)
             .map_err(|e| s(&e)),
+        "image" => {
+            let bytes = ovbench_harness::io::read_regular(path, ovbench_harness::io::limit::IMAGE)
+                .map_err(|e| s(&e))?;
+            let img = ovbench_eval::preprocess::decode(&bytes)?;
+            for pad_to_square in [true, false] {
+                let pre = ovbench_eval::preprocess::Preprocess {
+                    size: 32,
+                    mean: ovbench_eval::openclip::IMAGENET_MEAN,
+                    std: ovbench_eval::openclip::IMAGENET_STD,
+                    pad_fill: [123, 116, 103],
+                    interpolation: "bicubic".into(),
+                    pad_to_square,
+                    resample: ovbench_eval::preprocess::Resample::Pil,
+                };
+                pre.pixels(&img, &candle_core::Device::Cpu)
+                    .map_err(|e| s(&e))?;
+            }
+            Ok(())
+        }
         other => Err(format!("unknown target {other}")),
     }
 }

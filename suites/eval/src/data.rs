@@ -88,7 +88,16 @@ pub fn load(task: Task, path: &Path, images: Option<&Path>) -> Result<Dataset> {
         "lmms-eval-parquet" => {
             let mut out = Vec::new();
             for f in &ann.files {
-                parquet_images(task, f, &mut out)?;
+                // The parquet crate asserts on some corrupt files: an error naming the file.
+                ovbench_harness::guard::catch_quietly(|| parquet_images(task, f, &mut out))
+                    .map_err(|panic| {
+                        derr(
+                            f.display(),
+                            format!(
+                                "not a readable parquet file (the parquet library failed: {panic})"
+                            ),
+                        )
+                    })??;
             }
             out
         }

@@ -133,15 +133,9 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     }
 }
 
-/// `catch_unwind` without the panic hook's report on stderr: the panic becomes an error that
-/// names the file, and the user should see that one line, not a backtrace. The hook is
-/// process-wide; tokenizer calls run on the main thread while no other thread works.
-fn quiet_catch_unwind<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    r
+/// `catch_unwind` without the panic hook's report on stderr (see `ovbench_harness::guard`).
+fn quiet_catch_unwind<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    ovbench_harness::guard::catch_quietly(f)
 }
 
 /// Runs a tokenizer call, turning a panic inside the library into an error naming the file.
