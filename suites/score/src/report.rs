@@ -291,8 +291,11 @@ fn confirm_position(
     else {
         return Ok(());
     };
+    // Compared case-blind with whitespace runs as one space: lmms-eval's TextVQA prompt
+    // capitalises the question (Python `str.capitalize`, which lowers the rest too).
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
     if let Some(q) = &w.question {
-        if q.trim() != question {
+        if norm(q) != norm(question) {
             return refuse(format!(
                 "the file's question is {:?} and the annotation's {:?}",
                 clip(q.trim()),
@@ -301,7 +304,7 @@ fn confirm_position(
         }
     }
     if let Some(prompt) = &w.prompt {
-        if !prompt.contains(question) {
+        if !norm(prompt).contains(&norm(question)) {
             return refuse(format!(
                 "the file's prompt {:?} does not contain the annotation's question {:?}",
                 clip(prompt),
@@ -759,8 +762,9 @@ mod tests {
         let good = write(
             d.path(),
             "good.jsonl",
+            // lmms-eval capitalises TextVQA questions in its prompt (Python str.capitalize).
             (0..3)
-                .map(|i| line(i, 100 + i, &format!("USER: what is {i}? ASSISTANT:")))
+                .map(|i| line(i, 100 + i, &format!("USER: What  is {i}? ASSISTANT:")))
                 .collect(),
         );
         assert_eq!(run(Task::TextVqa, &ann, &good).unwrap().n_scored, 3);
