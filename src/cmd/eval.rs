@@ -186,6 +186,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
                 .join(format!("{}.jsonl", task.name()))
         }))
     };
+    // Before any work: a run's answers must not be lost to an output that cannot be written.
+    for (p, what) in [(&json_path, "--out"), (&predictions, "--out")] {
+        ovbench_harness::io::check_writable(p).with_context(|| what.to_string())?;
+    }
     let exit_after = std::env::var("OVBENCH_EVAL_EXIT_AFTER")
         .ok()
         .and_then(|s| s.parse().ok());
@@ -280,7 +284,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         ),
     ]);
     println!("{}", table::render(rows));
+    // The predictions and the record, both or neither: predictions without their record
+    // look like a result that never was.
+    let rec = ovbench_harness::Record::new(super::provenance(), out.body);
+    let mut set = ovbench_harness::io::OutputSet::default();
+    set.add(&predictions, out.predictions_jsonl.into_bytes());
+    set.add(&json_path, rec.to_json());
+    set.commit()?;
     println!("predictions: {}", predictions.display());
-    super::write_record(&json_path, out.body)?;
+    println!("record: {}", json_path.display());
     Ok(ExitCode::SUCCESS)
 }

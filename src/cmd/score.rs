@@ -55,11 +55,14 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         allow_duplicates: args.allow_duplicates,
         allow_unknown: args.allow_unknown,
     };
-    let started = std::time::Instant::now();
-    let ann = readers::read_annotations(task, &args.annotations, &ReadOptions::default())?;
     let stem = format!("score-{task}");
     let json_path = record::default_path(&args.out, &stem);
     let csv_path = json_path.with_extension("items.csv");
+    for p in [&json_path, &csv_path] {
+        ovbench_harness::io::check_writable(p).context("--out")?;
+    }
+    let started = std::time::Instant::now();
+    let ann = readers::read_annotations(task, &args.annotations, &ReadOptions::default())?;
 
     if let Some(pair) = &args.paired {
         if !(args.margin > 0.0 && args.margin.is_finite()) {

@@ -7,8 +7,21 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Largest input read whole into memory by default (records, configurations, predictions).
+/// Largest input read whole into memory by default (annotations, predictions).
 pub const DEFAULT_INPUT_LIMIT: u64 = 4 << 30;
+
+/// Size bounds per kind of input: far above any real file of the kind, far below what would
+/// exhaust a machine, so a wrong path (a disk image, a dump) is refused at once.
+pub mod limit {
+    /// JSON / TOML configurations and tokenizers (a Llama-3 tokenizer.json is about 9 MB).
+    pub const CONFIG: u64 = 64 << 20;
+    /// ovbench records (an eval record of 5,000 items is a few MB).
+    pub const RECORD: u64 = 256 << 20;
+    /// One image file of a dataset.
+    pub const IMAGE: u64 = 256 << 20;
+    /// Annotations and predictions (a VLMEvalKit TSV with base64 images is about 1 GB).
+    pub const DATA: u64 = super::DEFAULT_INPUT_LIMIT;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
@@ -24,6 +37,12 @@ pub enum IoError {
         path: PathBuf,
         size: u64,
         limit: u64,
+    },
+    #[error("{path}:{line}: invalid UTF-8 (byte offset {offset})")]
+    Utf8 {
+        path: PathBuf,
+        line: usize,
+        offset: usize,
     },
     #[error("{path} is not valid JSON: {source}")]
     Json {
@@ -108,9 +127,40 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, IoError> {
     Ok(buf)
 }
 
+/// Reads a whole regular file of at most `limit` bytes as UTF-8 text.
+pub fn read_text(path: &Path, limit: u64) -> Result<String, IoError> {
+    let bytes = read_regular(path, limit)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        IoError::Utf8 {
+            path: path.into(),
+            line,
+            offset,
+        }
+    })
+}
+
+/// Opens a regular file of at most `limit` bytes for streaming (a reader that never holds
+/// the whole file); the size is checked at the open.
+pub fn open_bounded(path: &Path, limit: u64) -> Result<File, IoError> {
+    let (f, len) = open_regular(path)?;
+    if len > limit {
+        return Err(IoError::TooLarge {
+            path: path.into(),
+            size: len,
+            limit,
+        });
+    }
+    Ok(f)
+}
+
 /// Reads a regular file as JSON.
 pub fn read_json(path: &Path) -> Result<serde_json::Value, IoError> {
-    let bytes = read_regular(path, DEFAULT_INPUT_LIMIT)?;
+    let bytes = read_regular(path, limit::RECORD)?;
     serde_json::from_slice(&bytes).map_err(|source| IoError::Json {
         path: path.into(),
         source,

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod engine;
 pub mod envelope;
 pub mod gpu;
+pub mod guard;
 pub mod io;
 pub mod limits;
 pub mod nvml_sampler;

@@ -121,17 +121,27 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 impl GateConfig {
     pub fn load(path: &Path) -> Result<Self, GateError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| GateError::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let text = ovbench_harness::io::read_text(path, ovbench_harness::io::limit::CONFIG)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     pub fn parse(text: &str, file: &str) -> Result<Self, GateError> {
-        let cfg: GateConfig = toml::from_str(text).map_err(|e| GateError::Config {
-            at: file.to_string(),
-            message: e.to_string().trim().to_string(),
+        // toml's own rendering spans several lines (a source snippet); one line here, with
+        // the position, is what a terminal or a CI log needs.
+        let cfg: GateConfig = toml::from_str(text).map_err(|e| {
+            let at = match e.span() {
+                Some(s) => {
+                    let before = &text.as_bytes()[..s.start.min(text.len())];
+                    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+                    let col = 1 + before.iter().rev().take_while(|&&b| b != b'\n').count();
+                    format!("{file}:{line}:{col}")
+                }
+                None => file.to_string(),
+            };
+            GateError::Config {
+                at,
+                message: e.message().trim().replace('\n', " "),
+            }
         })?;
         cfg.validate(file)?;
         Ok(cfg)

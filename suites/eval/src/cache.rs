@@ -48,7 +48,7 @@ impl ResponseCache {
         let mut dropped_partial = false;
         let mut loaded = 0;
         if path.exists() {
-            let bytes = std::fs::read(path).map_err(io(path))?;
+            let bytes = ovbench_harness::io::read_regular(path, ovbench_harness::io::limit::DATA)?;
             let mut good_len = 0usize;
             let mut line_no = 0usize;
             let mut rest = &bytes[..];

@@ -10,7 +10,7 @@
 //! | VLMEvalKit `.tsv` | the base64 `image` cell (or the row it refers to) |
 //! | lmms-eval `.parquet` | the `image` struct's `bytes` (`ocr_tokens` for TextVQA) |
 
-use crate::error::{io, EvalError, Result};
+use crate::error::{EvalError, Result};
 use ovbench_score::readers::{self, ReadOptions};
 use ovbench_score::{Annotations, Task};
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -46,10 +46,14 @@ impl ImageSource {
     pub fn bytes(&self, loc: &str) -> Result<Vec<u8>> {
         match self {
             ImageSource::Bytes(b) => Ok(b.clone()),
-            ImageSource::File(p) => std::fs::read(p).map_err(|e| EvalError::Dataset {
-                loc: loc.into(),
-                msg: format!("cannot read image {}: {e}", p.display()),
-            }),
+            ImageSource::File(p) => {
+                ovbench_harness::io::read_regular(p, ovbench_harness::io::limit::IMAGE).map_err(
+                    |e| EvalError::Dataset {
+                        loc: loc.into(),
+                        msg: format!("image: {e}"),
+                    },
+                )
+            }
         }
     }
 }
@@ -84,7 +88,16 @@ pub fn load(task: Task, path: &Path, images: Option<&Path>) -> Result<Dataset> {
         "lmms-eval-parquet" => {
             let mut out = Vec::new();
             for f in &ann.files {
-                parquet_images(task, f, &mut out)?;
+                // The parquet crate asserts on some corrupt files: an error naming the file.
+                ovbench_harness::guard::catch_quietly(|| parquet_images(task, f, &mut out))
+                    .map_err(|panic| {
+                        derr(
+                            f.display(),
+                            format!(
+                                "not a readable parquet file (the parquet library failed: {panic})"
+                            ),
+                        )
+                    })??;
             }
             out
         }
@@ -114,7 +127,10 @@ pub fn load(task: Task, path: &Path, images: Option<&Path>) -> Result<Dataset> {
             if !p.is_file() {
                 return Err(derr(
                     &loc,
-                    format!("row has no image: {} does not exist", p.display()),
+                    format!(
+                        "row has no image: {} does not exist or is not a regular file",
+                        p.display()
+                    ),
                 ));
             }
         }
@@ -135,7 +151,7 @@ pub fn load(task: Task, path: &Path, images: Option<&Path>) -> Result<Dataset> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let text = ovbench_harness::io::read_text(path, ovbench_harness::io::limit::DATA)?;
     serde_json::from_str(&text)
         .map_err(|e| derr(format!("{}:{}", path.display(), e.line()), e.to_string()))
 }
@@ -207,7 +223,7 @@ fn parquet_images(
     path: &Path,
     out: &mut Vec<(ImageSource, Option<Vec<String>>)>,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
+    let file = ovbench_harness::io::open_bounded(path, ovbench_harness::io::limit::DATA)?;
     let bad = |e: parquet::errors::ParquetError| {
         derr(path.display(), format!("not a readable parquet file: {e}"))
     };

@@ -64,6 +64,10 @@ pub enum EvalError {
     },
     #[error("{0}")]
     Usage(String),
+    /// NaN or infinity where the model must give numbers (NaN weights, an overflow): no
+    /// prediction can be made, and an empty one would score as a wrong answer.
+    #[error("{item}: the model's {what} are not finite (NaN or infinity: check the weights); no prediction can be made")]
+    NonFinite { item: String, what: String },
 }
 
 pub type Result<T, E = EvalError> = std::result::Result<T, E>;
@@ -92,6 +96,15 @@ impl<T> CandleCtx<T> for std::result::Result<T, candle_core::Error> {
             source,
         })
     }
+}
+
+/// A configuration or tokenizer file as text: a regular file (a FIFO or device is refused, not
+/// waited on) of at most [`ovbench_harness::io::limit::CONFIG`] bytes.
+pub(crate) fn read_config(path: &std::path::Path) -> Result<String> {
+    Ok(ovbench_harness::io::read_text(
+        path,
+        ovbench_harness::io::limit::CONFIG,
+    )?)
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {

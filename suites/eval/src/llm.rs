@@ -61,7 +61,7 @@ fn tokenizer_bos(
         if !p.exists() {
             continue;
         }
-        let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+        let text = crate::error::read_config(&p)?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EvalError::Config {
             path: p.clone(),
             field: format!("line {}, column {}", e.line(), e.column()),
@@ -100,6 +100,59 @@ fn tokenizer_bos(
     ))
 }
 
+/// `tokenizer.json`, read through the safe reader (regular file, bounded size). The tokenizers
+/// crate is third-party code that panics on some inconsistent files (a post-processor naming
+/// a special token the vocabulary lacks panics at the first encode): the file is parsed and
+/// then tried on a probe text, each under `catch_unwind`, so such a file is refused here with
+/// its name instead of crashing the run later.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let bytes = ovbench_harness::io::read_regular(path, ovbench_harness::io::limit::CONFIG)?;
+    let err = |msg: String| EvalError::Tokenizer {
+        path: path.into(),
+        msg,
+    };
+    let tok = match quiet_catch_unwind(|| Tokenizer::from_bytes(&bytes)) {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(err(e.to_string())),
+        Err(_) => {
+            return Err(err(
+                "the tokenizers library cannot parse it (it panicked)".into()
+            ))
+        }
+    };
+    let probe = quiet_catch_unwind(|| {
+        let enc = tok.encode("USER: <image>\nWhat is 12.5%? ASSISTANT:", true)?;
+        tok.decode(enc.get_ids(), true)
+    });
+    match probe {
+        Ok(Ok(_)) => Ok(tok),
+        Ok(Err(e)) => Err(err(format!("cannot encode a probe text: {e}"))),
+        Err(_) => Err(err(
+            "the tokenizers library panics encoding a probe text (an inconsistent file, e.g. a special token the vocabulary lacks)".into(),
+        )),
+    }
+}
+
+/// `catch_unwind` without the panic hook's report on stderr (see `ovbench_harness::guard`).
+fn quiet_catch_unwind<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    ovbench_harness::guard::catch_quietly(f)
+}
+
+/// Runs a tokenizer call, turning a panic inside the library into an error naming the file.
+fn guarded<T>(path: &Path, what: &str, f: impl FnOnce() -> tokenizers::Result<T>) -> Result<T> {
+    match quiet_catch_unwind(f) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(EvalError::Tokenizer {
+            path: path.into(),
+            msg: format!("{what}: {e}"),
+        }),
+        Err(_) => Err(EvalError::Tokenizer {
+            path: path.into(),
+            msg: format!("{what}: the tokenizers library panicked"),
+        }),
+    }
+}
+
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let single = dir.join("model.safetensors");
     if single.exists() {
@@ -127,7 +180,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 impl Llm {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config_file = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_file).map_err(io(&config_file))?;
+        let text = crate::error::read_config(&config_file)?;
         let settings = crate::llm_config::parse(&config_file, &text)?;
         let config = settings.config.clone();
         let files = weight_files(dir)?;
@@ -153,11 +206,7 @@ impl Llm {
                 msg: "not found (the directory needs a tokenizer.json)".into(),
             });
         }
-        let tokenizer =
-            Tokenizer::from_file(&tokenizer_file).map_err(|e| EvalError::Tokenizer {
-                path: tokenizer_file.clone(),
-                msg: e.to_string(),
-            })?;
+        let tokenizer = load_tokenizer(&tokenizer_file)?;
         let vocab = tokenizer.get_vocab_size(true);
         if vocab > config.vocab_size {
             return Err(EvalError::Tokenizer {
@@ -237,7 +286,7 @@ impl Llm {
         let mut stop = "max-new-tokens";
         let mut top2_gaps = Vec::new();
         while tokens.len() < max_new_tokens {
-            let (next, gap) = argmax(&logits)?;
+            let (next, gap) = argmax(&logits, tokens.len())?;
             top2_gaps.push(gap);
             if self.eos.contains(&next) || stop_tokens.contains(&next) {
                 stop = "eos";
@@ -285,25 +334,18 @@ impl Llm {
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer
-            .decode(ids, true)
-            .map_err(|e| EvalError::Tokenizer {
-                path: self.tokenizer_file.clone(),
-                msg: format!("decoding: {e}"),
-            })
+        guarded(&self.tokenizer_file, "decoding", || {
+            self.tokenizer.decode(ids, true)
+        })
     }
 
     /// Token ids of `text` (`special`: let the tokenizer add BOS etc. as it is configured to).
     pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        Ok(self
-            .tokenizer
-            .encode(text, special)
-            .map_err(|e| EvalError::Tokenizer {
-                path: self.tokenizer_file.clone(),
-                msg: format!("encoding: {e}"),
-            })?
-            .get_ids()
-            .to_vec())
+        Ok(guarded(&self.tokenizer_file, "encoding", || {
+            self.tokenizer.encode(text, special)
+        })?
+        .get_ids()
+        .to_vec())
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
@@ -321,13 +363,20 @@ pub fn cut_at_stop(text: &str, stops: &[String]) -> Option<usize> {
 }
 
 /// Index of the largest logit (the first one on ties, as torch.argmax) and its lead over
-/// the second largest.
-fn argmax(logits: &Tensor) -> Result<(u32, f32)> {
+/// the second largest. NaN or +inf anywhere is an error: greedy decoding over them picks an
+/// arbitrary token (often EOS, an empty answer that would be scored as wrong).
+fn argmax(logits: &Tensor, step: usize) -> Result<(u32, f32)> {
     let v: Vec<f32> = logits
         .flatten_all()
         .and_then(|t| t.to_dtype(DType::F32))
         .and_then(|t| t.to_vec1())
         .ctx(|| "logits".into())?;
+    if let Some(i) = v.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+        return Err(EvalError::NonFinite {
+            item: String::new(),
+            what: format!("logits at generated token {step} (vocabulary entry {i})"),
+        });
+    }
     let mut best = 0usize;
     for (i, x) in v.iter().enumerate() {
         if *x > v[best] || (v[best].is_nan() && !x.is_nan()) {
@@ -413,4 +462,46 @@ fn check_tensors(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tokenizer_that_panics_on_encode_is_refused_at_load() {
+        // Found by scripts/fuzz.sh (target tokenizer): a template post-processor naming a
+        // special token that is not in the vocabulary panics inside the tokenizers crate.
+        let (mut tok, _) = crate::fixture::tokenizer_json();
+        tok["post_processor"] = serde_json::json!({
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<nope>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {}
+        });
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("tokenizer.json");
+        std::fs::write(&p, tok.to_string()).unwrap();
+        let e = match load_tokenizer(&p) {
+            Ok(_) => panic!("an inconsistent tokenizer was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("tokenizer.json") && e.contains("panic"), "{e}");
+        let (good, _) = crate::fixture::tokenizer_json();
+        std::fs::write(&p, good.to_string()).unwrap();
+        assert!(load_tokenizer(&p).is_ok());
+    }
+
+    #[test]
+    fn argmax_refuses_nan_and_infinity_but_not_masked_entries() {
+        let t = |v: &[f32]| Tensor::new(v, &Device::Cpu).unwrap();
+        assert_eq!(argmax(&t(&[1.0, 3.0, f32::NEG_INFINITY]), 0).unwrap().0, 1);
+        for bad in [f32::NAN, f32::INFINITY] {
+            let e = argmax(&t(&[1.0, bad, 2.0]), 4).unwrap_err().to_string();
+            assert!(
+                e.contains("not finite") && e.contains("generated token 4"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -441,7 +441,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LlamaSettings> {
 pub fn stop_ids(dir: &Path, settings: &LlamaSettings) -> Result<(Vec<u32>, String)> {
     let gc: PathBuf = dir.join("generation_config.json");
     if gc.exists() {
-        let text = std::fs::read_to_string(&gc).map_err(crate::error::io(&gc))?;
+        let text = crate::error::read_config(&gc)?;
         let v: Value = serde_json::from_str(&text).map_err(|e| EvalError::Config {
             path: gc.clone(),
             field: format!("line {}, column {}", e.line(), e.column()),

@@ -20,7 +20,7 @@
 //! OpenVision config), no attention pooling, no LayerScale, LayerNorm eps 1e-6 (the ViT's
 //! fixed eps), head width 64 unless `open_clip_config.json` says otherwise.
 
-use crate::error::{io, CandleCtx, EvalError, Result};
+use crate::error::{CandleCtx, EvalError, Result};
 use crate::tensors;
 use candle_core::{DType, Device, Tensor};
 use ovbench_train::config::StackDims;
@@ -347,8 +347,8 @@ fn is_tower_name(rest: &str) -> bool {
 
 /// Reads `open_clip_config.json`, checks it against the tensors and takes the
 /// preprocessing from it. Returns the head width when the config gives one.
-fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+pub fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
+    let text = crate::error::read_config(path)?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| EvalError::Config {
         path: path.into(),
         field: format!("line {}, column {}", e.line(), e.column()),
@@ -369,8 +369,21 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
             ("width", cfg.width),
             ("patch_size", cfg.patch),
         ];
+        // A field that is there must be a whole number: a string or a fraction silently
+        // skipped would leave the check undone.
+        let uint = |field: &str| -> Result<Option<u64>> {
+            match vc.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(x) => x.as_u64().map(Some).ok_or_else(|| {
+                    cerr(
+                        &format!("vision_cfg.{field}"),
+                        format!("{x}: expected a non-negative integer"),
+                    )
+                }),
+            }
+        };
         for (field, have) in checks {
-            if let Some(x) = vc.get(field).and_then(|x| x.as_u64()) {
+            if let Some(x) = uint(field)? {
                 if x as usize != have {
                     return Err(cerr(
                         &format!("vision_cfg.{field}"),
@@ -379,7 +392,7 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
                 }
             }
         }
-        if let Some(x) = vc.get("image_size").and_then(|x| x.as_u64()) {
+        if let Some(x) = uint("image_size")? {
             if x as usize != cfg.image_size {
                 return Err(cerr(
                     "vision_cfg.image_size",
@@ -390,10 +403,22 @@ fn apply_config(path: &Path, cfg: &mut TowerConfig) -> Result<Option<usize>> {
                 ));
             }
         }
-        head_width = vc
-            .get("head_width")
-            .and_then(|x| x.as_u64())
-            .map(|x| x as usize);
+        head_width = match uint("head_width")? {
+            None => None,
+            // open_clip builds width // head_width heads: a width that does not divide
+            // would run heads of another width than the config says (head_width 7 on a
+            // width of 32 ran 4 heads of 8), so it is refused.
+            Some(h) if h == 0 || cfg.width % h as usize != 0 => {
+                return Err(cerr(
+                    "vision_cfg.head_width",
+                    format!(
+                        "{h} does not divide the tower's width {} into whole heads",
+                        cfg.width
+                    ),
+                ))
+            }
+            Some(h) => Some(h as usize),
+        };
         // OpenVision's own open_clip writes `eps`; upstream open_clip `norm_kwargs.eps`
         // (whose absence means nn.LayerNorm's 1e-5).
         let eps_fields = [
@@ -500,5 +525,68 @@ impl VisionTower {
             .ctx(|| "vision tower forward".into())?;
         let n = h.dim(1).ctx(|| "vision tower output".into())? - 1;
         h.narrow(1, 1, n).ctx(|| "vision tower output".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tower(width: usize) -> TowerConfig {
+        TowerConfig {
+            width,
+            layers: 2,
+            heads: 0,
+            mlp_dim: 4 * width,
+            patch: 8,
+            image_size: 32,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            pad_fill: fill(IMAGENET_MEAN_F64),
+            interpolation: "bilinear".into(),
+            resize_mode: "squash".into(),
+            config_file: None,
+            ignored_tensors: 0,
+        }
+    }
+
+    fn apply(vision_cfg: serde_json::Value) -> Result<Option<usize>> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("open_clip_config.json");
+        let doc = serde_json::json!({"model_cfg": {"vision_cfg": vision_cfg}});
+        std::fs::write(&p, doc.to_string()).unwrap();
+        apply_config(&p, &mut tower(32))
+    }
+
+    #[test]
+    fn a_head_width_that_does_not_divide_the_width_is_refused() {
+        // 32 / 7 would silently have run 4 heads of width 8.
+        let e = apply(serde_json::json!({"width": 32, "head_width": 7}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("vision_cfg.head_width") && e.contains("does not divide"),
+            "{e}"
+        );
+        assert!(apply(serde_json::json!({"head_width": 0})).is_err());
+        assert_eq!(
+            apply(serde_json::json!({"head_width": 8})).unwrap(),
+            Some(8)
+        );
+        assert_eq!(apply(serde_json::json!({"width": 32})).unwrap(), None);
+    }
+
+    #[test]
+    fn fields_that_are_not_whole_numbers_are_refused() {
+        for (field, v) in [
+            ("head_width", serde_json::json!("8")),
+            ("width", serde_json::json!(32.5)),
+            ("layers", serde_json::json!(-2)),
+        ] {
+            let e = apply(serde_json::json!({ field: v }))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("vision_cfg.{field}")), "{e}");
+        }
     }
 }

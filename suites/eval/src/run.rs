@@ -1,7 +1,7 @@
 //! The evaluation loop: for each question, image → tower features (penultimate block, patch
 //! tokens) → projector → spliced into the prompt's embeddings at `<image>` → greedy decoding;
-//! then the predictions are written as JSONL, read back with `ovbench score`'s reader and
-//! scored with the task's scorer.
+//! then the predictions are made into JSONL, read back with `ovbench score`'s reader and
+//! scored with the task's scorer; the caller writes that JSONL beside the record.
 
 use crate::cache::{self, Entry, ResponseCache};
 use crate::data::{self, Dataset, Item};
@@ -80,6 +80,9 @@ pub struct ItemResult {
 pub struct Outcome {
     /// The record body (wrap it in `ovbench_harness::Record`).
     pub body: EvalRecord,
+    /// The predictions JSONL for `EvalOptions::predictions`, not yet written: the caller
+    /// commits it together with the record (both or neither).
+    pub predictions_jsonl: String,
     pub report: Report,
     pub items: Vec<ItemResult>,
     pub computed: usize,
@@ -300,7 +303,14 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
             pb.inc(1);
             continue;
         }
-        let (r, detail) = eval_item(&model, item, &tc, &pre, &stop_tokens, o)?;
+        let (r, detail) =
+            eval_item(&model, item, &tc, &pre, &stop_tokens, o).map_err(|e| match e {
+                EvalError::NonFinite { what, .. } => EvalError::NonFinite {
+                    item: format!("{} (question '{}')", item.loc, item.id),
+                    what,
+                },
+                e => e,
+            })?;
         if let Some(t) = trace.as_mut() {
             t.write(results.len(), &r, detail)?;
         }
@@ -341,8 +351,8 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         jsonl.push_str(&json!({"question_id": r.id, "prediction": r.prediction}).to_string());
         jsonl.push('\n');
     }
-    ovbench_harness::write_atomic(&o.predictions, jsonl.as_bytes())?;
-    let preds = ovbench_score::readers::read_predictions(&o.predictions)?;
+    // Scored from memory by the very reader `ovbench score` uses on the file.
+    let preds = ovbench_score::readers::parse_predictions_jsonl(&o.predictions, &jsonl)?;
     let report = ovbench_score::score(
         o.task,
         o.compat,
@@ -441,6 +451,7 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
     };
     Ok(Outcome {
         body,
+        predictions_jsonl: jsonl,
         report,
         items: results,
         computed,
@@ -472,6 +483,19 @@ fn eval_item(
         Vec::new()
     };
     let image_emb = model.image_embeddings(&pixels, o.select_layer)?;
+    let finite = image_emb
+        .flatten_all()
+        .and_then(|t| t.to_dtype(DType::F32))
+        .and_then(|t| t.to_vec1::<f32>())
+        .ctx(|| "image features".into())?
+        .iter()
+        .all(|x| x.is_finite());
+    if !finite {
+        return Err(EvalError::NonFinite {
+            item: String::new(),
+            what: "image features (vision tower and projector)".into(),
+        });
+    }
     let encode_s = t0.elapsed().as_secs_f64();
     let user = tc.user_text(&item.question, item.ocr_tokens.as_deref());
     let rendered = model.render(tc, &user, o.bos)?;

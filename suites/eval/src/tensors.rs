@@ -18,8 +18,9 @@ pub struct TensorFile {
 
 /// What the first bytes of a file say it is.
 pub fn sniff(path: &Path) -> Result<&'static str> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    let len = f.metadata().map_err(io(path))?.len();
+    // Weights are memory-mapped or streamed later, never read whole: the bound is only
+    // against absurd inputs. The open refuses FIFOs and devices instead of blocking on them.
+    let (mut f, len) = ovbench_harness::io::open_regular(path)?;
     let mut head = [0u8; 9];
     let n = f.read(&mut head).map_err(io(path))?;
     if n >= 4 && &head[..4] == b"PK\x03\x04" {

@@ -63,6 +63,8 @@ fn every_task_and_format_runs_end_to_end_and_scores() {
         assert_eq!(o.report.n_scored, N, "{task:?} {format}");
         assert_eq!(o.computed, N);
         // The predictions file is what `ovbench score` reads.
+        ovbench_harness::write_atomic(&out.join("preds.jsonl"), o.predictions_jsonl.as_bytes())
+            .unwrap();
         let preds = ovbench_score::readers::read_predictions(&out.join("preds.jsonl")).unwrap();
         assert_eq!(preds.items.len(), N);
         assert!(!o.body.data.format.is_empty());
@@ -691,6 +693,55 @@ fn config_layouts_give_the_same_model_and_unknown_rope_is_refused() {
     let e = run(&o).err().unwrap().to_string();
     assert!(
         e.contains("rope_parameters.rope_type") && e.contains("yarn"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nan_weights_stop_the_run_naming_the_item() {
+    let d = tempfile::tempdir().unwrap();
+    let m = fixture::write_models(&d.path().join("m"), 9).unwrap();
+    let rows = fixture::rows(Task::TextVqa, 2, 9);
+    let data = fixture::write_dataset(&d.path().join("d"), Task::TextVqa, "tsv", &rows).unwrap();
+    let mut o = options(&m, Task::TextVqa, &data, d.path());
+    // One NaN in the projector: every image feature, then every logit, is NaN.
+    let mut p = fixture::projector_tensors(9);
+    let w = p["model.mm_projector.0.bias"].clone();
+    let mut v: Vec<f32> = w.to_vec1().unwrap();
+    v[0] = f32::NAN;
+    p.insert(
+        "model.mm_projector.0.bias".into(),
+        Tensor::new(v, &Device::Cpu).unwrap(),
+    );
+    o.projector = d.path().join("nan.safetensors");
+    fixture::save_safetensors(&o.projector, &p).unwrap();
+    let e = err_of(&o);
+    assert!(
+        e.contains("not finite") && e.contains("image features") && e.contains("question '"),
+        "{e}"
+    );
+    // A NaN in the LLM's final norm only: the image features are fine, the logits are not.
+    let llm = d.path().join("llm");
+    std::fs::create_dir_all(&llm).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(m.llm.join(f), llm.join(f)).unwrap();
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.llm.join("config.json")).unwrap()).unwrap();
+    let vocab = cfg["vocab_size"].as_u64().unwrap() as usize;
+    let mut t = fixture::llama_tensors(vocab, 9);
+    let n: Vec<f32> = t["model.norm.weight"].to_vec1().unwrap();
+    let nan = vec![f32::NAN; n.len()];
+    t.insert(
+        "model.norm.weight".into(),
+        Tensor::new(nan, &Device::Cpu).unwrap(),
+    );
+    fixture::save_safetensors(&llm.join("model.safetensors"), &t).unwrap();
+    let mut o = options(&m, Task::TextVqa, &data, d.path());
+    o.llm = llm;
+    let e = err_of(&o);
+    assert!(
+        e.contains("not finite") && e.contains("logits") && e.contains("question '"),
         "{e}"
     );
 }

@@ -69,6 +69,7 @@ fn data(n: usize) -> (Annotations, Predictions) {
             key: PredKey::Id(i.to_string()),
             text: pred,
             loc: Loc::line(path, i + 1),
+            witness: None,
         });
     }
     (

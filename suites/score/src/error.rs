@@ -74,6 +74,9 @@ pub enum ScoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Not a regular file, larger than the input may be, or unreadable.
+    #[error(transparent)]
+    File(#[from] ovbench_harness::IoError),
     #[error("{path}: the file is empty")]
     Empty { path: PathBuf },
     #[error("{loc}: invalid UTF-8 (byte offset {offset} in the file)")]

@@ -47,7 +47,8 @@ pub use compat::{Compat, Task};
 pub use error::{Loc, ScoreError, Warning};
 pub use report::{
     paired_items_csv, score, score_item, Annotation, Annotations, CategoryScore, ItemScore,
-    MatchPolicy, Origin, PredKey, Prediction, Predictions, Report, ToolkitScore, SCORER_VERSION,
+    MatchPolicy, Origin, PredKey, Prediction, Predictions, Report, ToolkitScore, Witness,
+    SCORER_VERSION,
 };
 
 /// The hasher for question-id maps: FxHash (one multiply per 8 bytes) instead of SipHash.

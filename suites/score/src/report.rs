@@ -74,6 +74,23 @@ pub struct Prediction {
     /// The model output (xlsx escapes undone, NA tokens kept as written).
     pub text: String,
     pub loc: Loc,
+    /// For a prediction keyed by position: what its file says about the question it
+    /// answers, checked against the annotation at that position.
+    pub witness: Option<Box<Witness>>,
+}
+
+/// What a positional prediction's file says about its question. A position alone joins
+/// any file with any annotations (an OCRBench result file would score as TextVQA); these
+/// let the join be confirmed, and a wrong file be refused.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Witness {
+    /// The question's id (lmms-eval TextVQA `submission.question_id`, older logs'
+    /// `doc.question_id`).
+    pub question_id: Option<String>,
+    /// The question text itself (OCRBench result files, older lmms-eval logs' `doc`).
+    pub question: Option<String>,
+    /// Text that contains the question (lmms-eval's rendered prompt, `input`).
+    pub prompt: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +253,76 @@ fn vlmevalkit_view(compat: Compat, origin: Origin, text: &str) -> Option<String>
     (seen != text).then_some(seen)
 }
 
+/// Annotation formats whose ids are the benchmark's own question ids (not a VLMEvalKit
+/// `index` or a position), so a witness's `question_id` can be compared with them.
+const QUESTION_ID_FORMATS: &[&str] = &["textvqa-json"];
+
+/// A prediction matched by position must answer the question at that position, as far as its
+/// file tells: otherwise the positions of two unrelated files line up and score nonsense.
+fn confirm_position(
+    annotations: &Annotations,
+    row: usize,
+    p: &Prediction,
+    w: &Witness,
+) -> Result<(), ScoreError> {
+    let a = &annotations.items[row];
+    let refuse = |what: String| {
+        Err(ScoreError::input(
+            p.loc.clone(),
+            format!(
+                "matched by position to annotation row {row} ({}), but {what}: these predictions are not for these annotations (another benchmark, split or order?)",
+                a.loc
+            ),
+        ))
+    };
+    if let Some(qid) = &w.question_id {
+        if QUESTION_ID_FORMATS.contains(&annotations.format) && *qid != a.id {
+            return refuse(format!(
+                "the file gives question_id {qid} and the annotation's is {}",
+                a.id
+            ));
+        }
+    }
+    let Some(question) = a
+        .question
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+    else {
+        return Ok(());
+    };
+    // Compared case-blind with whitespace runs as one space: lmms-eval's TextVQA prompt
+    // capitalises the question (Python `str.capitalize`, which lowers the rest too).
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    if let Some(q) = &w.question {
+        if norm(q) != norm(question) {
+            return refuse(format!(
+                "the file's question is {:?} and the annotation's {:?}",
+                clip(q.trim()),
+                clip(question)
+            ));
+        }
+    }
+    if let Some(prompt) = &w.prompt {
+        if !norm(prompt).contains(&norm(question)) {
+            return refuse(format!(
+                "the file's prompt {:?} does not contain the annotation's question {:?}",
+                clip(prompt),
+                clip(question)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first 80 characters, for messages.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// Scores `predictions` against `annotations` as `compat` does.
 pub fn score(
     task: Task,
@@ -252,6 +339,12 @@ pub fn score(
     }
     if !task.compat_labels().contains(&compat) {
         Compat::parse(task, compat.label())?;
+    }
+    if predictions.format == "ocrbench-results-json" && task != Task::OcrBench {
+        return Err(ScoreError::Usage(format!(
+            "{}: an official OCRBench result file (matched by position) cannot be {task} predictions",
+            predictions.path.display()
+        )));
     }
     let mut warnings: Vec<Warning> = annotations.warnings.clone();
     warnings.extend(predictions.warnings.iter().cloned());
@@ -272,6 +365,9 @@ pub fn score(
             PredKey::Id(id) => by_id.get(id.as_str()).copied(),
             PredKey::Row(r) => (*r < annotations.items.len()).then_some(*r),
         };
+        if let (Some(r), Some(w)) = (row, &p.witness) {
+            confirm_position(annotations, r, p, w)?;
+        }
         let Some(row) = row else {
             if policy.allow_unknown {
                 unmatched += 1;
@@ -570,4 +666,119 @@ pub fn paired_items_csv(a: &Report, b: &Report) -> String {
 /// Shortest round-trip text, so CSV values are exact.
 fn repr_f64(x: f64) -> String {
     format!("{x:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::readers::{self, ReadOptions};
+    use crate::{score, Compat, MatchPolicy, Task};
+    use std::path::{Path, PathBuf};
+
+    fn write(dir: &Path, name: &str, body: String) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn textvqa(dir: &Path) -> PathBuf {
+        let items: Vec<serde_json::Value> = (0..3)
+            .map(|i| serde_json::json!({"question_id": 100 + i, "question": format!("what is {i}?"), "answers": vec!["a"; 10]}))
+            .collect();
+        write(
+            dir,
+            "TextVQA_0.5.1_val.json",
+            serde_json::json!({"data": items}).to_string(),
+        )
+    }
+
+    fn ocrbench_results(dir: &Path, questions: &[&str]) -> PathBuf {
+        let items: Vec<serde_json::Value> = questions
+            .iter()
+            .map(|q| serde_json::json!({"dataset_name": "IIIT5K", "id": 0, "question": q, "answers": ["a"], "type": "Regular Text Recognition", "predict": "a"}))
+            .collect();
+        write(
+            dir,
+            "results.json",
+            serde_json::Value::from(items).to_string(),
+        )
+    }
+
+    fn run(task: Task, ann: &Path, pred: &Path) -> Result<crate::Report, String> {
+        let a = readers::read_annotations(task, &[ann.into()], &ReadOptions::default())
+            .map_err(|e| e.to_string())?;
+        let p = readers::read_predictions(pred).map_err(|e| e.to_string())?;
+        let c = Compat::parse(task, "lmms-eval").unwrap();
+        score(task, c, &a, &p, MatchPolicy::default()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_ocrbench_result_file_is_not_textvqa_predictions() {
+        let d = tempfile::tempdir().unwrap();
+        let ann = textvqa(d.path());
+        let pred = ocrbench_results(d.path(), &["what is 0?", "what is 1?", "what is 2?"]);
+        let e = run(Task::TextVqa, &ann, &pred).unwrap_err();
+        assert!(
+            e.contains("results.json")
+                && e.contains("OCRBench result file")
+                && e.contains("textvqa"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn positional_predictions_must_answer_the_question_at_their_position() {
+        let d = tempfile::tempdir().unwrap();
+        let q = |i: usize| format!("what is {i}?");
+        let ann = write(
+            d.path(),
+            "OCRBench.json",
+            serde_json::Value::from(
+                (0..3)
+                    .map(|i| serde_json::json!({"dataset_name": "IIIT5K", "id": i, "question": q(i), "answers": ["a"], "type": "Regular Text Recognition"}))
+                    .collect::<Vec<_>>(),
+            )
+            .to_string(),
+        );
+        let good = ocrbench_results(d.path(), &["what is 0?", "what is 1?", "what is 2?"]);
+        assert_eq!(run(Task::OcrBench, &ann, &good).unwrap().n_scored, 3);
+        // Another order: positions no longer line up with the questions.
+        let bad = ocrbench_results(d.path(), &["what is 0?", "what is 2?", "what is 1?"]);
+        let e = run(Task::OcrBench, &ann, &bad).unwrap_err();
+        assert!(
+            e.contains("results.json:")
+                && e.contains("annotation row 1")
+                && e.contains("what is 2?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lmms_eval_logs_are_checked_by_question_id_and_prompt() {
+        let d = tempfile::tempdir().unwrap();
+        let ann = textvqa(d.path());
+        let line = |doc: usize, qid: usize, input: &str| {
+            serde_json::json!({"doc_id": doc, "filtered_resps": "a", "input": input, "submission": {"question_id": qid, "answer": "a"}}).to_string() + "\n"
+        };
+        let good = write(
+            d.path(),
+            "good.jsonl",
+            // lmms-eval capitalises TextVQA questions in its prompt (Python str.capitalize).
+            (0..3)
+                .map(|i| line(i, 100 + i, &format!("USER: What  is {i}? ASSISTANT:")))
+                .collect(),
+        );
+        assert_eq!(run(Task::TextVqa, &ann, &good).unwrap().n_scored, 3);
+        let wrong_id = write(d.path(), "id.jsonl", line(0, 101, "what is 0?"));
+        let e = run(Task::TextVqa, &ann, &wrong_id).unwrap_err();
+        assert!(
+            e.contains("id.jsonl:1") && e.contains("question_id 101"),
+            "{e}"
+        );
+        let wrong_prompt = write(d.path(), "prompt.jsonl", line(1, 101, "what is 0?"));
+        let e = run(Task::TextVqa, &ann, &wrong_prompt).unwrap_err();
+        assert!(
+            e.contains("prompt.jsonl:1") && e.contains("does not contain"),
+            "{e}"
+        );
+    }
 }

@@ -75,7 +75,7 @@ proptest! {
         };
         let n = items.len() - usize::from(drop_last && items.len() > 1);
         let preds: Vec<Prediction> = items.iter().take(n).enumerate()
-            .map(|(i, (p, _))| Prediction { key: PredKey::Id(i.to_string()), text: p.clone(), loc: Loc::line(path, i + 1) })
+            .map(|(i, (p, _))| Prediction { key: PredKey::Id(i.to_string()), text: p.clone(), loc: Loc::line(path, i + 1), witness: None })
             .collect();
         let mk = |v: Vec<Prediction>| Predictions { format: "mem", origin: Origin::Plain, path: path.into(), items: v, warnings: vec![] };
         let mut state = seed | 1;

@@ -4,7 +4,7 @@
 use super::{line_at, read_text};
 use crate::compat::Task;
 use crate::error::{Loc, ScoreError, Warning};
-use crate::report::{Annotation, Annotations, Origin, PredKey, Prediction, Predictions};
+use crate::report::{Annotation, Annotations, Origin, PredKey, Prediction, Predictions, Witness};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -62,6 +62,10 @@ const PRED_FIELDS: &[&str] = &[
     "filtered_resps",
     "text",
     "prompt",
+    // What an lmms-eval log says about the question it answers (see `Witness`).
+    "doc",
+    "submission",
+    "input",
 ];
 
 /// Parses one JSON value, keeping only `keys` of an object (other values are returned whole).
@@ -367,6 +371,10 @@ pub fn read_predictions_json(path: &Path) -> Result<Predictions, ScoreError> {
                 key: PredKey::Row(i),
                 text: s.clone(),
                 loc,
+                witness: Some(Box::new(Witness {
+                    question: opt_str(&v, "question"),
+                    ..Witness::default()
+                })),
             }),
             None => warnings.push(Warning {
                 code: "no-predict",
@@ -406,6 +414,15 @@ pub fn read_predictions_json(path: &Path) -> Result<Predictions, ScoreError> {
 /// on the annotation row.
 pub fn read_predictions_jsonl(path: &Path) -> Result<Predictions, ScoreError> {
     let text = read_text(path)?;
+    parse_predictions_jsonl(path, &text)
+}
+
+/// [`read_predictions_jsonl`] on text already in memory (`path` names it in messages): what
+/// `ovbench eval` scores before it commits its predictions file and record together.
+pub fn parse_predictions_jsonl(path: &Path, text: &str) -> Result<Predictions, ScoreError> {
+    if text.is_empty() {
+        return Err(ScoreError::Empty { path: path.into() });
+    }
     let mut items = Vec::new();
     let mut format: Option<&'static str> = None;
     for (i, line) in text.lines().enumerate() {
@@ -428,6 +445,7 @@ pub fn read_predictions_jsonl(path: &Path) -> Result<Predictions, ScoreError> {
                         key: PredKey::Id(id),
                         text: pred,
                         loc,
+                        witness: None,
                     });
                     continue;
                 }
@@ -483,10 +501,20 @@ pub fn read_predictions_jsonl(path: &Path) -> Result<Predictions, ScoreError> {
                     ))
                 }
             };
+            let doc = v.get("doc");
+            let qid = v
+                .pointer("/submission/question_id")
+                .or_else(|| doc.and_then(|d| d.get("question_id")))
+                .and_then(id_text);
             items.push(Prediction {
                 key: PredKey::Row(row as usize),
                 text,
                 loc,
+                witness: Some(Box::new(Witness {
+                    question_id: qid,
+                    question: doc.and_then(|d| opt_str(d, "question")),
+                    prompt: opt_str(&v, "input"),
+                })),
             });
         } else {
             let id = match v.get("question_id") {
@@ -513,6 +541,7 @@ pub fn read_predictions_jsonl(path: &Path) -> Result<Predictions, ScoreError> {
                 key: PredKey::Id(id),
                 text: pred,
                 loc,
+                witness: None,
             });
         }
     }

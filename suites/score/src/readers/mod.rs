@@ -11,8 +11,8 @@ mod tsv;
 mod xlsx;
 
 pub use json::{
-    read_chartqa_json, read_ocrbench_json, read_predictions_json, read_predictions_jsonl,
-    read_textvqa_json,
+    parse_predictions_jsonl, read_chartqa_json, read_ocrbench_json, read_predictions_json,
+    read_predictions_jsonl, read_textvqa_json,
 };
 pub use parquet_rows::read_lmms_parquet;
 pub use tsv::{read_vlmevalkit_predictions_tsv, read_vlmevalkit_tsv};
@@ -34,10 +34,7 @@ pub struct ReadOptions {
 /// Reads the bytes of `path` as UTF-8 text; empty files and invalid UTF-8 are errors that
 /// name the line.
 pub fn read_text(path: &Path) -> Result<String, ScoreError> {
-    let bytes = std::fs::read(path).map_err(|source| ScoreError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = ovbench_harness::io::read_regular(path, ovbench_harness::io::limit::DATA)?;
     if bytes.is_empty() {
         return Err(ScoreError::Empty { path: path.into() });
     }

@@ -19,7 +19,15 @@ pub fn read_lmms_parquet(task: Task, paths: &[PathBuf]) -> Result<Annotations, S
     };
     let mut items = Vec::new();
     for path in paths {
-        read_shard(task, path, columns, &mut items)?;
+        // The parquet crate asserts on some corrupt files (found by scripts/fuzz.sh): such a
+        // panic is an error naming the file.
+        ovbench_harness::guard::catch_quietly(|| read_shard(task, path, columns, &mut items))
+            .map_err(|panic| {
+                ScoreError::input(
+                    Loc::file(path),
+                    format!("not a readable parquet file (the parquet library failed: {panic})"),
+                )
+            })??;
     }
     if items.is_empty() {
         return Err(ScoreError::Usage("the parquet files hold no rows".into()));
@@ -39,10 +47,7 @@ fn read_shard(
     columns: &[&str],
     items: &mut Vec<Annotation>,
 ) -> Result<(), ScoreError> {
-    let file = std::fs::File::open(path).map_err(|source| ScoreError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let file = ovbench_harness::io::open_bounded(path, ovbench_harness::io::limit::DATA)?;
     if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
         return Err(ScoreError::Empty { path: path.into() });
     }

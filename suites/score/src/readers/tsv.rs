@@ -19,18 +19,17 @@ struct Table {
 
 /// Streams a tab-separated file with pandas' default quoting, keeping only `wanted` columns.
 fn read_table(path: &Path, wanted: &[&str]) -> Result<Table, ScoreError> {
-    let meta = std::fs::metadata(path).map_err(|source| ScoreError::Io {
-        path: path.into(),
-        source,
-    })?;
-    if meta.len() == 0 {
+    let file = ovbench_harness::io::open_bounded(path, ovbench_harness::io::limit::DATA)?;
+    if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
         return Err(ScoreError::Empty { path: path.into() });
     }
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(b'\t')
         .has_headers(true)
-        .from_path(path)
-        .map_err(|e| csv_err(path, e))?;
+        .from_reader(std::io::BufReader::with_capacity(
+            1 << 16,
+            QuoteScan::new(file, b'\t'),
+        ));
     let header_rec = rdr.byte_headers().map_err(|e| csv_err(path, e))?.clone();
     let header: Vec<String> = header_rec
         .iter()
@@ -72,6 +71,7 @@ fn read_table(path: &Path, wanted: &[&str]) -> Result<Table, ScoreError> {
         }
         rows.push((line, cells));
     }
+    rdr.into_inner().into_inner().finish(path)?;
     if rows.is_empty() {
         return Err(ScoreError::input(
             Loc::file(path),
@@ -79,6 +79,192 @@ fn read_table(path: &Path, wanted: &[&str]) -> Result<Table, ScoreError> {
         ));
     }
     Ok(Table { header, rows })
+}
+
+/// Follows the quoting of a delimited file as its bytes pass to the parser (pandas' and the
+/// csv crate's rules: a quote opens a quoted cell only at the start of a cell, `""` inside
+/// is a literal quote) to catch the two ways a stray quote silently loses rows: a quoted cell
+/// still open at the end of the file (it swallowed everything after it), and a quoted cell
+/// spanning lines of which one looks like a row of its own (as many delimiters as the header
+/// and an integer in the `index` column).
+pub(crate) struct QuoteScan<R> {
+    inner: R,
+    delim: u8,
+    /// 1-based line of the byte about to be read.
+    line: usize,
+    state: QState,
+    /// Line where the open quoted cell began.
+    opened_at: usize,
+    /// Header: its bytes while the first line is read, then its cell count and where `index` is.
+    header: Vec<u8>,
+    header_done: bool,
+    ncols: usize,
+    index_col: Option<usize>,
+    /// The current line inside a quoted cell (after a newline in it): delimiters seen, the
+    /// cell at the index column, whether it is all digits so far.
+    seg: Option<Segment>,
+    /// First finding: (line where the quoted cell opened, line that looks like a row).
+    found: Option<(usize, usize, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QState {
+    CellStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted cell: `""` (literal) or the end of the quoting.
+    QuoteInQuoted,
+    /// After the closing quote, up to the delimiter.
+    AfterQuoted,
+}
+
+struct Segment {
+    line: usize,
+    delims: usize,
+    index_cell: String,
+}
+
+impl<R: std::io::Read> QuoteScan<R> {
+    pub(crate) fn new(inner: R, delim: u8) -> Self {
+        QuoteScan {
+            inner,
+            delim,
+            line: 1,
+            state: QState::CellStart,
+            opened_at: 0,
+            header: Vec::new(),
+            header_done: false,
+            ncols: 0,
+            index_col: None,
+            seg: None,
+            found: None,
+        }
+    }
+
+    fn end_segment(&mut self) {
+        if let Some(s) = self.seg.take() {
+            let index_ok = match self.index_col {
+                Some(_) => {
+                    !s.index_cell.is_empty() && s.index_cell.bytes().all(|b| b.is_ascii_digit())
+                }
+                None => false,
+            };
+            if self.found.is_none() && self.ncols >= 2 && s.delims + 1 >= self.ncols && index_ok {
+                self.found = Some((self.opened_at, s.line, s.index_cell));
+            }
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        if !self.header_done {
+            if b == b'\n' {
+                self.header_done = true;
+                let h = std::mem::take(&mut self.header);
+                let h = h.strip_suffix(b"\r").unwrap_or(&h);
+                let cells: Vec<&[u8]> = h.split(|&c| c == self.delim).collect();
+                self.ncols = cells.len();
+                self.index_col = cells.iter().position(|c| *c == b"index");
+            } else {
+                self.header.push(b);
+            }
+        }
+        match self.state {
+            QState::CellStart | QState::Unquoted | QState::AfterQuoted => {
+                if b == b'\n' || b == self.delim {
+                    self.state = QState::CellStart;
+                } else if self.state == QState::CellStart && b == b'"' {
+                    self.state = QState::Quoted;
+                    self.opened_at = self.line;
+                } else if self.state == QState::CellStart {
+                    self.state = QState::Unquoted;
+                }
+            }
+            QState::Quoted => {
+                if b == b'"' {
+                    self.state = QState::QuoteInQuoted;
+                } else {
+                    self.in_quoted(b);
+                }
+            }
+            QState::QuoteInQuoted => {
+                if b == b'"' {
+                    self.state = QState::Quoted;
+                    self.in_quoted(b'"');
+                } else {
+                    self.end_segment();
+                    self.state = if b == b'\n' || b == self.delim {
+                        QState::CellStart
+                    } else {
+                        QState::AfterQuoted
+                    };
+                }
+            }
+        }
+        if b == b'\n' {
+            self.line += 1;
+        }
+    }
+
+    fn in_quoted(&mut self, b: u8) {
+        if b == b'\n' {
+            self.end_segment();
+            self.seg = Some(Segment {
+                line: self.line + 1,
+                delims: 0,
+                index_cell: String::new(),
+            });
+            return;
+        }
+        if let Some(s) = self.seg.as_mut() {
+            if b == self.delim {
+                s.delims += 1;
+            } else if Some(s.delims) == self.index_col && s.index_cell.len() < 32 {
+                s.index_cell.push(b as char);
+            }
+        }
+    }
+
+    /// The verdict once the parser has read everything.
+    pub(crate) fn finish(mut self, path: &Path) -> Result<(), ScoreError> {
+        // A closing quote as the file's last byte leaves QuoteInQuoted: closed.
+        if self.state == QState::Quoted {
+            return Err(ScoreError::input(
+                Loc::line(path, self.opened_at),
+                "a quoted cell opened here is never closed: it runs to the end of the file and swallows every row after it (an unbalanced quote?)",
+            ));
+        }
+        self.end_segment();
+        if let Some((opened, row_line, index)) = self.found {
+            return Err(ScoreError::input(
+                Loc::line(path, opened),
+                format!(
+                    "a quoted cell opened here runs over line {row_line}, which looks like a row of its own (index {index}): rows would be lost (an unbalanced quote?)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for QuoteScan<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut i = 0;
+        while i < n {
+            // Inside an unquoted cell nothing matters before the next delimiter or newline
+            // (long base64 image cells pass here).
+            if self.header_done && matches!(self.state, QState::Unquoted | QState::AfterQuoted) {
+                let d = self.delim;
+                match buf[i..n].iter().position(|&c| c == d || c == b'\n') {
+                    Some(k) => i += k,
+                    None => break,
+                }
+            }
+            self.byte(buf[i]);
+            i += 1;
+        }
+        Ok(n)
+    }
 }
 
 fn csv_err(path: &Path, e: csv::Error) -> ScoreError {
@@ -304,6 +490,7 @@ pub fn read_vlmevalkit_predictions_tsv(path: &Path) -> Result<Predictions, Score
             key: PredKey::Id(id),
             text,
             loc: Loc::line(path, *line),
+            witness: None,
         });
     }
     Ok(Predictions {
@@ -313,4 +500,50 @@ pub fn read_vlmevalkit_predictions_tsv(path: &Path) -> Result<Predictions, Score
         items,
         warnings: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preds(body: &str) -> Result<Predictions, ScoreError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("p.tsv");
+        std::fs::write(&p, body).unwrap();
+        read_vlmevalkit_predictions_tsv(&p)
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_an_error_naming_its_line() {
+        let e = preds("index\tprediction\n1\tcat\n2\t\"dog\n3\tbird\n4\tfish\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.tsv:3") && e.contains("never closed"), "{e}");
+    }
+
+    #[test]
+    fn a_quoted_cell_swallowing_rows_is_an_error() {
+        let e = preds("index\tprediction\n1\t\"cat\n2\tdog\n3\t\"bird\"\n4\tfish\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.tsv:2") && e.contains("line 3") && e.contains("index 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn legitimate_quoting_still_reads() {
+        // Multi-line cells, doubled quotes, a quote inside an unquoted cell, a closing
+        // quote as the last byte, CRLF: all as pandas reads them.
+        let p = preds(
+            "index\tprediction\r\n1\t\"two\nlines\"\r\n2\tsay \"hi\"\r\n3\t\"a \"\"q\"\" b\"\r\n4\t\"tab\there\"",
+        )
+        .unwrap();
+        let texts: Vec<&str> = p.items.iter().map(|i| i.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["two\nlines", "say \"hi\"", "a \"q\" b", "tab\there"]
+        );
+    }
 }

@@ -7,19 +7,16 @@
 use crate::error::{Loc, ScoreError};
 use crate::py;
 use crate::report::{Origin, PredKey, Prediction, Predictions};
-use calamine::{open_workbook, Data, Reader, Xlsx};
+use calamine::{Data, Reader, Xlsx};
 use std::path::Path;
 
 /// Reads the first sheet's `index` and `prediction` columns.
 pub fn read_vlmevalkit_xlsx(path: &Path) -> Result<Predictions, ScoreError> {
-    let meta = std::fs::metadata(path).map_err(|source| ScoreError::Io {
-        path: path.into(),
-        source,
-    })?;
-    if meta.len() == 0 {
+    let file = ovbench_harness::io::open_bounded(path, ovbench_harness::io::limit::DATA)?;
+    if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
         return Err(ScoreError::Empty { path: path.into() });
     }
-    let mut wb: Xlsx<_> = open_workbook(path).map_err(|e| {
+    let mut wb: Xlsx<_> = Xlsx::new(std::io::BufReader::new(file)).map_err(|e| {
         ScoreError::input(
             Loc::file(path),
             format!("not a readable .xlsx workbook: {e}"),
@@ -75,6 +72,7 @@ pub fn read_vlmevalkit_xlsx(path: &Path) -> Result<Predictions, ScoreError> {
             key: PredKey::Id(id),
             text,
             loc,
+            witness: None,
         });
     }
     if items.is_empty() {
