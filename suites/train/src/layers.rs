@@ -274,9 +274,30 @@ impl Block {
         })
     }
 
+    /// The view of the weights that the fused block op reads.
+    pub fn view(&self) -> fused::block::BlockView<'_> {
+        fused::block::BlockView {
+            ln1_g: &self.ln1.gamma,
+            ln1_b: &self.ln1.beta,
+            qkv_w: &self.attn.qkv.w,
+            qkv_b: self.attn.qkv.b.as_ref(),
+            out_w: &self.attn.out.w,
+            out_b: self.attn.out.b.as_ref(),
+            ln2_g: &self.ln2.gamma,
+            ln2_b: &self.ln2.beta,
+            fc1_w: &self.mlp.fc1.w,
+            fc1_b: self.mlp.fc1.b.as_ref(),
+            fc2_w: &self.mlp.fc2.w,
+            fc2_b: self.mlp.fc2.b.as_ref(),
+            heads: self.attn.heads,
+            eps: LN_EPS,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
-        if p.compute == p.master && x.dtype() == p.master && fused::block::applies(self, x) {
-            return fused::block::forward(self, x, mask);
+        let view = self.view();
+        if p.compute == p.master && x.dtype() == p.master && fused::block::applies(&view, x) {
+            return fused::block::forward(&view, x, mask);
         }
         let x = (x + self
             .attn

@@ -16,23 +16,43 @@
 //! start the destination before the product adds into it. Attention runs one task per
 //! (image, head) pair.
 //!
-//! f32 and f64 on the CPU; the caller ([`crate::layers::Block`]) falls back to composed ops for
-//! other dtypes and devices.
+//! f32 and f64 on the CPU; the caller hands over a view of the block's weights ([`BlockView`])
+//! and falls back to other ops for other dtypes and devices.
 
 use super::gemm::{matmul, Mat, MatMut, Par, SharedMut};
 use super::{
     cast, grads, msg, slice, take_once, tensor_of, vmath, Real, CHUNK_ROWS, GELU_C, SQRT_2_OVER_PI,
 };
-use crate::layers::Block;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 const OP: &str = "fused transformer block";
 
+/// A view of one block's weights and shape, handed over by its owner (the model code), so
+/// that this op does not depend on how the model stores them.
+#[derive(Clone, Copy)]
+pub struct BlockView<'a> {
+    pub ln1_g: &'a Tensor,
+    pub ln1_b: &'a Tensor,
+    pub qkv_w: &'a Tensor,
+    pub qkv_b: Option<&'a Tensor>,
+    pub out_w: &'a Tensor,
+    pub out_b: Option<&'a Tensor>,
+    pub ln2_g: &'a Tensor,
+    pub ln2_b: &'a Tensor,
+    pub fc1_w: &'a Tensor,
+    pub fc1_b: Option<&'a Tensor>,
+    pub fc2_w: &'a Tensor,
+    pub fc2_b: Option<&'a Tensor>,
+    pub heads: usize,
+    /// Layer-norm epsilon of both norms.
+    pub eps: f64,
+}
+
 /// Whether `block` can run as one fused op on `x` (all weights of `x`'s float type, on the CPU,
 /// every linear layer with a bias).
-pub fn applies(block: &Block, x: &Tensor) -> bool {
+pub fn applies(block: &BlockView<'_>, x: &Tensor) -> bool {
     super::applies(x)
         && Weights::of(block)
             .map(|w| {
@@ -44,7 +64,7 @@ pub fn applies(block: &Block, x: &Tensor) -> bool {
 }
 
 /// One block on `x` (B, T, D) with an optional additive (T, T) attention mask.
-pub fn forward(block: &Block, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+pub fn forward(block: &BlockView<'_>, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     match x.dtype() {
         DType::F32 => forward_t::<f32>(block, x, mask),
         DType::F64 => forward_t::<f64>(block, x, mask),
@@ -70,20 +90,20 @@ struct Weights {
 }
 
 impl Weights {
-    fn of(b: &Block) -> Option<Self> {
+    fn of(b: &BlockView<'_>) -> Option<Self> {
         Some(Weights {
-            ln1_g: b.ln1.gamma.clone(),
-            ln1_b: b.ln1.beta.clone(),
-            qkv_w: b.attn.qkv.w.clone(),
-            qkv_b: b.attn.qkv.b.clone()?,
-            out_w: b.attn.out.w.clone(),
-            out_b: b.attn.out.b.clone()?,
-            ln2_g: b.ln2.gamma.clone(),
-            ln2_b: b.ln2.beta.clone(),
-            fc1_w: b.mlp.fc1.w.clone(),
-            fc1_b: b.mlp.fc1.b.clone()?,
-            fc2_w: b.mlp.fc2.w.clone(),
-            fc2_b: b.mlp.fc2.b.clone()?,
+            ln1_g: b.ln1_g.clone(),
+            ln1_b: b.ln1_b.clone(),
+            qkv_w: b.qkv_w.clone(),
+            qkv_b: b.qkv_b?.clone(),
+            out_w: b.out_w.clone(),
+            out_b: b.out_b?.clone(),
+            ln2_g: b.ln2_g.clone(),
+            ln2_b: b.ln2_b.clone(),
+            fc1_w: b.fc1_w.clone(),
+            fc1_b: b.fc1_b?.clone(),
+            fc2_w: b.fc2_w.clone(),
+            fc2_b: b.fc2_b?.clone(),
         })
     }
 
@@ -237,10 +257,10 @@ struct BlockOp<T: Real> {
     saved: Mutex<Option<Saved<T>>>,
 }
 
-fn forward_t<T: Real>(block: &Block, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+fn forward_t<T: Real>(block: &BlockView<'_>, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let w = Weights::of(block).ok_or_else(|| msg(OP, "every linear layer needs a bias"))?;
     let (b, n, d) = x.dims3()?;
-    let heads = block.attn.heads;
+    let heads = block.heads;
     if heads == 0 || d % heads != 0 {
         return Err(msg(
             OP,
@@ -254,7 +274,7 @@ fn forward_t<T: Real>(block: &Block, x: &Tensor, mask: Option<&Tensor>) -> Resul
         d,
         f,
         heads,
-        eps: crate::config::LN_EPS,
+        eps: block.eps,
     };
     let mask = match mask {
         Some(m) => {
