@@ -13,40 +13,8 @@ use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Recipe {
-    /// OpenVision (CLIPS-style): text encoder, dual contrastive + captioning.
-    Ov1,
-    /// OpenVision 2: captioning only, masked visual tokens.
-    Ov2,
-}
-
-impl Recipe {
-    pub fn label(self) -> &'static str {
-        match self {
-            Recipe::Ov1 => "OpenVision",
-            Recipe::Ov2 => "OpenVision 2",
-        }
-    }
-    pub fn key(self) -> &'static str {
-        match self {
-            Recipe::Ov1 => "ov1",
-            Recipe::Ov2 => "ov2",
-        }
-    }
-}
-
-impl FromStr for Recipe {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "ov1" | "openvision" => Ok(Recipe::Ov1),
-            "ov2" | "openvision2" => Ok(Recipe::Ov2),
-            _ => Err(format!("unknown recipe '{s}' (expected ov1 or ov2)")),
-        }
-    }
-}
+/// The recipe type is the reference crate's, shared by the whole workspace.
+pub use ovbench_reference::Recipe;
 
 /// The loss of one step and its parts (as scalars on the device).
 pub struct Loss {

@@ -342,8 +342,8 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
         );
     }
     // Stages: OV1 and OV2 share resolutions and samples up to the final resolution.
-    let plan1 = reference::clipa_plan(reference::tables::Recipe::Ov1, backbone, final_res)?;
-    let plan2 = reference::clipa_plan(reference::tables::Recipe::Ov2, backbone, final_res)?;
+    let plan1 = reference::clipa_plan(Recipe::Ov1, backbone, final_res)?;
+    let plan2 = reference::clipa_plan(Recipe::Ov2, backbone, final_res)?;
     let mut stages = Vec::new();
     let mut last_record = None;
     for (s1, s2) in plan1.iter().zip(&plan2) {
