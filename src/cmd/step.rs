@@ -118,6 +118,8 @@ impl StepArgs {
             ew_threads: self.ew_threads,
             remat: self.remat,
             kernels: self.kernels,
+            mem_cap_bytes: self.mem_cap,
+            nvml_interval_ms: self.nvml_interval_ms,
             ..StepConfig::small()
         }
     }
@@ -164,13 +166,6 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
     // Validate before any work so that bad arguments never leave a record behind.
     cfg.validate().map_err(anyhow::Error::msg)?;
     apply_threads(cfg.threads, cfg.ew_threads);
-    if !(args.nvml_interval_ms > 0.0 && args.nvml_interval_ms.is_finite()) {
-        anyhow::bail!("--nvml-interval-ms must be a positive number");
-    }
-    ovbench_train::gpu_memory::set_mem_cap(args.mem_cap);
-    ovbench_train::gpu_memory::set_sample_interval(std::time::Duration::from_secs_f64(
-        args.nvml_interval_ms / 1e3,
-    ));
     if !args.no_malloc_retain {
         ovbench_harness::alloc::retain_freed_memory();
     }

@@ -20,7 +20,7 @@
 
 use crate::config::ModelConfig;
 use crate::data::{keep_indices, Batch};
-use crate::layers::Precision;
+use crate::layers::Exec;
 use crate::optim::AdamW;
 use crate::params::Module;
 use crate::recipe::{build, Recipe};
@@ -154,9 +154,10 @@ fn export_recipe(
     forward_only: bool,
 ) -> Result<Exported, ExportError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let precision = Precision {
+    let precision = Exec {
         compute: cfg.dtype.dtype(),
         master: DType::F32,
+        kernels: cfg.kernels,
     };
     let built = build(recipe, mcfg, cfg.seed, device)?;
     let params = &built.params;

@@ -3,30 +3,40 @@
 //! f32 and f64 a whole [`Block`] runs as one fused op instead ([`fused::block`]), with the same
 //! weights and the same result to rounding; elsewhere layer norm, softmax and biased dense
 //! layers run as device-generic single ops ([`fused::portable`]) unless `--kernels composed`.
+//! Which of these runs is decided by the [`Exec`] passed down every forward pass.
 
 use crate::config::{StackDims, LN_EPS};
-use crate::fused;
+use crate::fused::{self, Kernels};
 use crate::macs;
 use crate::params::ParamStore;
 use candle_core::{DType, Result, Tensor, D};
 
-/// Precision: weights, norms, softmax and losses run in `master` (f32; f64 in gradient
-/// checks); matmuls run in `compute` (f32, bf16 or f16).
+/// The execution context of a forward pass, passed down explicitly (no thread-local or global
+/// setting): weights, norms, softmax and losses run in `master` (f32; f64 in gradient checks),
+/// matmuls in `compute` (f32, bf16 or f16), with the `kernels` chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Precision {
+pub struct Exec {
     pub compute: DType,
     pub master: DType,
+    pub kernels: Kernels,
 }
 
-impl Precision {
-    pub const F32: Precision = Precision {
+impl Exec {
+    pub const F32: Exec = Exec {
         compute: DType::F32,
         master: DType::F32,
+        kernels: Kernels::Fused,
     };
-    pub const F64: Precision = Precision {
+    pub const F64: Exec = Exec {
         compute: DType::F64,
         master: DType::F64,
+        kernels: Kernels::Fused,
     };
+
+    /// The same context with other kernels.
+    pub fn with_kernels(self, kernels: Kernels) -> Exec {
+        Exec { kernels, ..self }
+    }
 
     fn cast(&self, t: &Tensor) -> Result<Tensor> {
         if t.dtype() == self.compute {
@@ -38,13 +48,13 @@ impl Precision {
 }
 
 /// Matrix product of `x` (.., in) with `w` (in, out), in the compute precision, counted.
-pub fn matmul_2d(x: &Tensor, w: &Tensor, p: Precision) -> Result<Tensor> {
+pub fn matmul_2d(x: &Tensor, w: &Tensor, p: Exec) -> Result<Tensor> {
     dense(x, w, None, p)
 }
 
 /// `x W (+ b)` in the compute precision, counted; product and bias as one op where the portable
 /// ops apply ([`fused::portable::linear`]).
-fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Exec) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let k = *dims.last().expect("rank >= 1");
     let rows: usize = dims[..dims.len() - 1].iter().product();
@@ -54,7 +64,7 @@ fn dense(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: Precision) -> Result<Ten
     let mut shape = dims;
     *shape.last_mut().unwrap() = out;
     match b {
-        Some(b) if fused::portable_applies(x) => {
+        Some(b) if fused::portable_applies(x, p.kernels) => {
             fused::portable::linear(&x2, &w, &p.cast(b)?)?.reshape(shape)
         }
         Some(b) => x2.matmul(&w)?.reshape(shape)?.broadcast_add(&p.cast(b)?),
@@ -99,7 +109,7 @@ impl Linear {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, p: Exec) -> Result<Tensor> {
         dense(x, &self.w, self.b.as_ref(), p)
     }
 }
@@ -121,12 +131,13 @@ impl LayerNorm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// Computed in the weights' dtype (the master), whatever `x`'s.
+    pub fn forward(&self, x: &Tensor, p: Exec) -> Result<Tensor> {
         let x = x.to_dtype(self.gamma.dtype())?;
-        if fused::applies(&x) {
+        if fused::applies(&x, p.kernels) {
             return fused::layer_norm(&x, &self.gamma, &self.beta, LN_EPS);
         }
-        if fused::portable_applies(&x) {
+        if fused::portable_applies(&x, p.kernels) {
             return fused::portable::layer_norm(&x, &self.gamma, &self.beta, LN_EPS);
         }
         let mean = x.mean_keepdim(D::Minus1)?;
@@ -170,12 +181,12 @@ impl Attention {
     }
 
     /// `x`: (B, T, D); `mask`: optional additive (T, T).
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Exec) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
         let h = self.heads;
         macs::record(2 * b * h * t * t * (d / h));
         let qkv = self.qkv.forward(x, p)?;
-        let y = if fused::portable_applies(&qkv) {
+        let y = if fused::portable_applies(&qkv, p.kernels) {
             // Where the fused CPU kernels do not run (CUDA): the (B, H, T, T) scores and
             // probabilities are recomputed in the backward pass instead of kept.
             let mask = mask.cloned();
@@ -184,7 +195,7 @@ impl Attention {
             })?
         } else {
             attention_core(&qkv, mask, h, p, |scores, mask| {
-                if fused::applies(scores) {
+                if fused::applies(scores, p.kernels) {
                     fused::softmax(scores, mask)
                 } else {
                     let scores = match mask {
@@ -205,7 +216,7 @@ fn attention_core(
     qkv: &Tensor,
     mask: Option<&Tensor>,
     heads: usize,
-    p: Precision,
+    p: Exec,
     softmax: impl Fn(&Tensor, Option<&Tensor>) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let (b, t, d3) = qkv.dims3()?;
@@ -242,9 +253,9 @@ impl Mlp {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, p: Exec) -> Result<Tensor> {
         let h = self.fc1.forward(x, p)?;
-        let h = if fused::applies(&h) {
+        let h = if fused::applies(&h, p.kernels) {
             fused::gelu(&h)?
         } else {
             h.gelu()?
@@ -294,18 +305,21 @@ impl Block {
         }
     }
 
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Exec) -> Result<Tensor> {
         let view = self.view();
-        if p.compute == p.master && x.dtype() == p.master && fused::block::applies(&view, x) {
+        if p.compute == p.master
+            && x.dtype() == p.master
+            && fused::block::applies(&view, x, p.kernels)
+        {
             return fused::block::forward(&view, x, mask);
         }
         let x = (x + self
             .attn
-            .forward(&self.ln1.forward(x)?, mask, p)?
+            .forward(&self.ln1.forward(x, p)?, mask, p)?
             .to_dtype(p.master)?)?;
         let y = self
             .mlp
-            .forward(&self.ln2.forward(&x)?, p)?
+            .forward(&self.ln2.forward(&x, p)?, p)?
             .to_dtype(p.master)?;
         x + y
     }
@@ -327,7 +341,7 @@ impl Stack {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Precision) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, p: Exec) -> Result<Tensor> {
         let mut x = x.clone();
         for b in &self.blocks {
             x = b.forward(&x, mask, p)?;

@@ -1,16 +1,22 @@
 //! The losses of both recipes (facts §3).
 
-use crate::layers::{Linear, Precision};
+use crate::fused::Kernels;
+use crate::layers::{Exec, Linear};
 use candle_core::{Result, Tensor, D};
 
 /// Mean token cross-entropy over positions whose weight is 1 (padding has weight 0).
 /// `logits`: (B, T, V); `targets`: (B, T) u32; `weights`: (B, T) f32.
-pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+pub fn caption_xent(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    kernels: Kernels,
+) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
     let (rows, ids) = (logits.reshape((b * t, v))?, targets.flatten_all()?);
-    let nll = if crate::fused::applies(logits) {
+    let nll = if crate::fused::applies(logits, kernels) {
         Some(crate::fused::row_nll(&rows, &ids)?)
-    } else if crate::fused::portable_applies(logits) {
+    } else if crate::fused::portable_applies(logits, kernels) {
         Some(crate::fused::portable::row_nll(&rows, &ids)?)
     } else {
         None
@@ -37,9 +43,9 @@ pub fn caption_loss(
     head: &Linear,
     targets: &Tensor,
     weights: &Tensor,
-    p: Precision,
+    p: Exec,
 ) -> Result<Tensor> {
-    if crate::fused::applies(hidden) && p.compute == p.master && head.b.is_none() {
+    if crate::fused::applies(hidden, p.kernels) && p.compute == p.master && head.b.is_none() {
         let (b, t, d) = hidden.dims3()?;
         let nll = crate::fused::linear_nll(
             &hidden.reshape((b * t, d))?,
@@ -53,6 +59,7 @@ pub fn caption_loss(
         &head.forward(hidden, p)?.to_dtype(p.master)?,
         targets,
         weights,
+        p.kernels,
     )
 }
 

@@ -3,7 +3,7 @@
 use crate::config::{ModelConfig, TEMPERATURE_INIT};
 use crate::data::{keep_indices, Batch};
 use crate::decoder::{DecoderV1, DecoderV2};
-use crate::layers::Precision;
+use crate::layers::Exec;
 use crate::loss::{caption_loss, info_nce};
 use crate::params::{retain_grads, Module, ParamStore};
 use crate::text_encoder::TextEncoder;
@@ -165,7 +165,7 @@ pub fn build_with(recipe: Recipe, cfg: &ModelConfig, mut ps: ParamStore) -> Resu
 fn encode(
     vit: &VisionTransformer,
     images: &Tensor,
-    p: Precision,
+    p: Exec,
     pooled: bool,
     remat: Remat,
 ) -> Result<(VitOutput, Option<RematTape>)> {
@@ -179,7 +179,7 @@ fn encode(
 }
 
 impl OpenVision {
-    pub fn loss(&self, batch: &Batch, p: Precision, remat: Remat) -> Result<Loss> {
+    pub fn loss(&self, batch: &Batch, p: Exec, remat: Remat) -> Result<Loss> {
         let (img, tape) = encode(&self.vit, &batch.images, p, true, remat)?;
         let alt = self.text.forward(&batch.alt_text, p)?;
         let sent = self.text.forward(&batch.sentence, p)?;
@@ -211,7 +211,7 @@ impl OpenVision {
 
 impl OpenVision2 {
     /// `mask_seed` draws the kept token subset of every image.
-    pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64, remat: Remat) -> Result<Loss> {
+    pub fn loss(&self, batch: &Batch, p: Exec, mask_seed: u64, remat: Remat) -> Result<Loss> {
         let (img, tape) = encode(&self.vit, &batch.images, p, false, remat)?;
         let kept = self.select(&img.patches, mask_seed)?;
         let hidden = self.decoder.hidden(&kept, &batch.v2_input, p)?;
@@ -248,14 +248,14 @@ impl OpenVision2 {
 
 impl Model {
     /// The loss without recomputation.
-    pub fn loss(&self, batch: &Batch, p: Precision, mask_seed: u64) -> Result<Loss> {
+    pub fn loss(&self, batch: &Batch, p: Exec, mask_seed: u64) -> Result<Loss> {
         self.loss_with(batch, p, mask_seed, Remat::None)
     }
 
     pub fn loss_with(
         &self,
         batch: &Batch,
-        p: Precision,
+        p: Exec,
         mask_seed: u64,
         remat: Remat,
     ) -> Result<Loss> {

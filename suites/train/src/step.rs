@@ -5,8 +5,8 @@ use crate::config::{ModelConfig, ModelName, PrefixAttention};
 use crate::data::{Batch, TextLengths};
 use crate::device::{DTypeArg, DeviceArg};
 use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
-use crate::fused::{with_kernels, Kernels};
-use crate::layers::Precision;
+use crate::fused::Kernels;
+use crate::layers::Exec;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::params::Module;
 use crate::recipe::{build, Recipe, Remat};
@@ -46,6 +46,17 @@ pub struct StepConfig {
     /// Layer norm, softmax, GELU and cross-entropy: fused kernels or candle's composed ops.
     #[serde(default = "Kernels::composed")]
     pub kernels: Kernels,
+    /// `--mem-cap`: a recipe whose GPU allocator peak exceeds it is recorded as out of memory
+    /// (None: no cap). Records made before the field existed state the cap only in `runs[].gpu`.
+    #[serde(default)]
+    pub mem_cap_bytes: Option<u64>,
+    /// Interval of the NVML memory sampler on GPU runs, in milliseconds.
+    #[serde(default = "default_nvml_interval_ms")]
+    pub nvml_interval_ms: f64,
+}
+
+fn default_nvml_interval_ms() -> f64 {
+    1.0
 }
 
 impl StepConfig {
@@ -69,6 +80,8 @@ impl StepConfig {
             threads: 0,
             ew_threads: 1,
             kernels: Kernels::Fused,
+            mem_cap_bytes: None,
+            nvml_interval_ms: default_nvml_interval_ms(),
         }
     }
 
@@ -79,6 +92,12 @@ impl StepConfig {
         }
         if self.steps == 0 {
             return Err("--steps must be at least 1".into());
+        }
+        if !(self.nvml_interval_ms > 0.0 && self.nvml_interval_ms.is_finite()) {
+            return Err("--nvml-interval-ms must be a positive number".into());
+        }
+        if self.mem_cap_bytes == Some(0) {
+            return Err("--mem-cap must be more than 0 bytes".into());
         }
         if self.recipes.is_empty() {
             return Err("--recipe selects no recipe".into());
@@ -286,11 +305,9 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
             // The first line: candle appends a backtrace to device errors.
             error: error.lines().next().unwrap_or_default().to_string(),
         };
-        let result = with_kernels(cfg.kernels, || {
-            run_recipe(cfg, &model_cfg, recipe, &device, progress)
-        });
+        let result = run_recipe(cfg, &model_cfg, recipe, &device, progress);
         match result {
-            Ok(run) => match crate::gpu_memory::over_cap(run.gpu.as_ref()) {
+            Ok(run) => match crate::gpu_memory::over_cap(run.gpu.as_ref(), cfg.mem_cap_bytes) {
                 Some(msg) => failed.push(oom(msg)),
                 None => runs.push(run),
             },
@@ -331,9 +348,10 @@ fn run_recipe(
         source,
     };
     let sync = DeviceSync(device);
-    let precision = Precision {
+    let precision = Exec {
         compute: cfg.dtype.dtype(),
         master: candle_core::DType::F32,
+        kernels: cfg.kernels,
     };
 
     // Give the previous recipe's retained heap back so it does not count in this one's RSS.
@@ -341,7 +359,11 @@ fn run_recipe(
     let baseline = alloc::snapshot().current_bytes;
     alloc::reset_peak();
     let rss_reset = probe::reset_rss_peak();
-    let gpu_probe = crate::gpu_memory::GpuProbe::start(device);
+    let gpu_probe = crate::gpu_memory::GpuProbe::start(
+        device,
+        std::time::Duration::from_secs_f64(cfg.nvml_interval_ms / 1e3),
+        cfg.mem_cap_bytes,
+    );
 
     let built = build(recipe, mcfg, cfg.seed, device).map_err(ce)?;
     let params = &built.params;

@@ -3,7 +3,7 @@
 //! projection to the image embedding width for the contrastive loss.
 
 use crate::config::{StackDims, TEXT_LEN, VOCAB};
-use crate::layers::{LayerNorm, Linear, Precision, Stack};
+use crate::layers::{LayerNorm, Linear, Exec, Stack};
 use crate::params::ParamStore;
 use candle_core::{Result, Tensor};
 
@@ -36,14 +36,14 @@ impl TextEncoder {
     }
 
     /// `ids`: (B, 80) u32.
-    pub fn forward(&self, ids: &Tensor, p: Precision) -> Result<TextOutput> {
+    pub fn forward(&self, ids: &Tensor, p: Exec) -> Result<TextOutput> {
         let (b, t) = ids.dims2()?;
         let x = self
             .embed
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, t, self.width))?
             .broadcast_add(&self.pos.narrow(0, 0, t)?)?;
-        let x = self.norm.forward(&self.blocks.forward(&x, None, p)?)?;
+        let x = self.norm.forward(&self.blocks.forward(&x, None, p)?, p)?;
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?;
         Ok(TextOutput {
             pooled: self.proj.forward(&last, p)?,

@@ -4,7 +4,7 @@
 //! the final norm, as the released code feeds `encoded[:, 1:]`.
 
 use crate::config::StackDims;
-use crate::layers::{LayerNorm, Linear, Precision, Stack};
+use crate::layers::{LayerNorm, Linear, Exec, Stack};
 use crate::params::{retain_grads, ParamStore};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, TensorId, Var};
@@ -53,7 +53,7 @@ impl VisionTransformer {
 
     /// Tokens entering the first block, [CLS; patch embeddings + position embedding]:
     /// (B, 1 + N, D).
-    pub fn embed(&self, images: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn embed(&self, images: &Tensor, p: Exec) -> Result<Tensor> {
         let (b, c, h, w) = images.dims4()?;
         let (gh, gw, ps) = (h / self.patch, w / self.patch, self.patch);
         let n = gh * gw;
@@ -77,11 +77,11 @@ impl VisionTransformer {
     }
 
     /// Pooled embedding and patch tokens from the last block's output.
-    fn outputs(&self, x: &Tensor, pooled: bool) -> Result<VitOutput> {
+    fn outputs(&self, x: &Tensor, pooled: bool, p: Exec) -> Result<VitOutput> {
         let n = x.dim(1)? - 1;
         let patches = x.narrow(1, 1, n)?;
         let pooled = if pooled {
-            Some(self.norm.forward(&patches.mean(1)?)?)
+            Some(self.norm.forward(&patches.mean(1)?, p)?)
         } else {
             None
         };
@@ -90,9 +90,9 @@ impl VisionTransformer {
 
     /// `images`: (B, 3, H, W), normalised pixels. `pooled`: whether to compute the pooled
     /// embedding (OpenVision 2's objective never uses it).
-    pub fn forward(&self, images: &Tensor, p: Precision, pooled: bool) -> Result<VitOutput> {
+    pub fn forward(&self, images: &Tensor, p: Exec, pooled: bool) -> Result<VitOutput> {
         let x = self.blocks.forward(&self.embed(images, p)?, None, p)?;
-        self.outputs(&x, pooled)
+        self.outputs(&x, pooled, p)
     }
 
     /// Forward with full activation recomputation (`remat='full'` of the released recipe):
@@ -101,7 +101,7 @@ impl VisionTransformer {
     pub fn forward_remat(
         &self,
         images: &Tensor,
-        p: Precision,
+        p: Exec,
         pooled: bool,
     ) -> Result<(VitOutput, RematTape)> {
         // Detaching each block's output drops its graph, and with it every intermediate.
@@ -112,7 +112,7 @@ impl VisionTransformer {
             x = b.forward(&x, None, p)?.detach();
         }
         let leaf = Var::from_tensor(&x)?;
-        let out = self.outputs(leaf.as_tensor(), pooled)?;
+        let out = self.outputs(leaf.as_tensor(), pooled, p)?;
         Ok((
             out,
             RematTape {
@@ -171,7 +171,7 @@ pub struct RematTape {
     checkpoints: Vec<Tensor>,
     /// Output of the last block, the start of the loss graph.
     leaf: Var,
-    precision: Precision,
+    precision: Exec,
 }
 
 impl RematTape {

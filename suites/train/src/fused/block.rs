@@ -52,8 +52,8 @@ pub struct BlockView<'a> {
 
 /// Whether `block` can run as one fused op on `x` (all weights of `x`'s float type, on the CPU,
 /// every linear layer with a bias).
-pub fn applies(block: &BlockView<'_>, x: &Tensor) -> bool {
-    super::applies(x)
+pub fn applies(block: &BlockView<'_>, x: &Tensor, k: super::Kernels) -> bool {
+    super::applies(x, k)
         && Weights::of(block)
             .map(|w| {
                 w.all()

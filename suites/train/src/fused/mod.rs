@@ -11,8 +11,9 @@
 //! than one (N, V) buffer. Element-wise loops are vectorisable, with a polynomial exponential
 //! and AVX2 builds where the CPU has them ([`vmath`]).
 //!
-//! Which kernels run is a per-thread setting ([`with_kernels`]), fused by default, so that the
-//! model code stays the same and a step can be replayed with candle's composed ops to compare.
+//! Which kernels run is part of the execution context the model code passes down its forward
+//! passes ([`crate::layers::Exec`]), fused by default, so that a step can be replayed with
+//! candle's composed ops to compare and the record says which ran.
 //! Fused kernels cover f32 and f64 on the CPU. Elsewhere (CUDA) layer norm, softmax, dense
 //! layers and the token cross-entropy run as device-generic single ops ([`portable`]) and the
 //! rest takes candle's composed ops (no CUDA kernels of ovbench's own for them yet).
@@ -22,7 +23,6 @@
 
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
-use std::cell::Cell;
 use std::str::FromStr;
 
 pub mod block;
@@ -80,36 +80,19 @@ impl FromStr for Kernels {
     }
 }
 
-thread_local! {
-    static KERNELS: Cell<Kernels> = const { Cell::new(Kernels::Fused) };
-}
-
-/// The kernels that model code on this thread uses.
-pub fn kernels() -> Kernels {
-    KERNELS.with(Cell::get)
-}
-
-/// Runs `f` with `k` as this thread's kernels, then restores the previous setting.
-pub fn with_kernels<T>(k: Kernels, f: impl FnOnce() -> T) -> T {
-    let prev = KERNELS.with(|c| c.replace(k));
-    let out = f();
-    KERNELS.with(|c| c.set(prev));
-    out
-}
-
-/// Whether the fused kernel applies to `t`.
-pub fn applies(t: &Tensor) -> bool {
-    kernels() == Kernels::Fused
+/// Whether the fused kernel applies to `t` under the kernel choice `k`.
+pub fn applies(t: &Tensor, k: Kernels) -> bool {
+    k == Kernels::Fused
         && t.device().is_cpu()
         && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
-/// Whether the device-generic single ops ([`portable`]) apply to `t`: always with
+/// Whether the device-generic single ops ([`portable`]) apply to `t` under `k`: always with
 /// `portable`, and with `fused` wherever the fused CPU kernels do not (CUDA, other dtypes).
-pub fn portable_applies(t: &Tensor) -> bool {
-    match kernels() {
+pub fn portable_applies(t: &Tensor, k: Kernels) -> bool {
+    match k {
         Kernels::Portable => true,
-        Kernels::Fused => !applies(t),
+        Kernels::Fused => !applies(t, k),
         Kernels::Composed => false,
     }
 }
