@@ -5,6 +5,7 @@ use ovbench_harness::table::{self, bytes, seconds};
 use ovbench_harness::Record;
 use ovbench_train::device::{DTypeArg, DeviceArg};
 use ovbench_train::step::{self, Progress, RecipeRun, StepConfig, StepRecord};
+use ovbench_train::policy::PolicyName;
 use ovbench_train::{ModelName, PrefixAttention, Recipe};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,15 +41,22 @@ pub struct StepArgs {
     /// Seed of weights, inputs and masks
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Matmul precision: f32, bf16 or f16 (weights and optimizer state stay f32)
-    #[arg(long, default_value = "f32")]
-    pub dtype: DTypeArg,
+    /// Execution policy: ovbench (its own replay: --dtype, --remat, --kernels decide), released
+    /// (what the released scripts set, per recipe and module), matched-bf16 or matched-f32 (the
+    /// released settings with both recipes in one precision); see docs/policies-and-memory.md
+    #[arg(long, default_value = "ovbench")]
+    pub policy: PolicyName,
+    /// Matmul precision of the ovbench policy: f32 (default), bf16 or f16 (weights and
+    /// optimizer state stay f32); other policies set it per module
+    #[arg(long)]
+    pub dtype: Option<DTypeArg>,
     /// cpu or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Image-encoder activation recomputation: none, or full (as the released recipe)
-    #[arg(long, default_value = "none")]
-    pub remat: ovbench_train::recipe::Remat,
+    /// Image-encoder activation recomputation of the ovbench policy: none (default), or full;
+    /// other policies set it per module
+    #[arg(long)]
+    pub remat: Option<ovbench_train::recipe::Remat>,
     /// OpenVision 2 image-prefix attention: causal (released code) or prefix (bidirectional)
     #[arg(long, default_value = "causal")]
     pub attention: PrefixAttention,
@@ -96,13 +104,20 @@ pub struct StepArgs {
 }
 
 impl StepArgs {
-    pub fn config(&self) -> StepConfig {
+    pub fn config(&self) -> anyhow::Result<StepConfig> {
+        if self.policy != PolicyName::Ovbench && (self.dtype.is_some() || self.remat.is_some()) {
+            anyhow::bail!(
+                "--dtype and --remat set the ovbench policy; --policy {} sets precision and \
+                 recomputation per recipe and module (see docs/policies-and-memory.md)",
+                self.policy
+            );
+        }
         let recipes = match self.recipe.as_str() {
             "ov1" => vec![Recipe::Ov1],
             "ov2" => vec![Recipe::Ov2],
             _ => vec![Recipe::Ov1, Recipe::Ov2],
         };
-        StepConfig {
+        Ok(StepConfig {
             model: self.model,
             resolution: self.res,
             batch: self.batch,
@@ -112,16 +127,17 @@ impl StepArgs {
             steps: self.steps,
             warmup: self.warmup,
             seed: self.seed,
-            dtype: self.dtype,
+            dtype: self.dtype.unwrap_or(DTypeArg::F32),
             device: self.device,
             threads: self.threads,
             ew_threads: self.ew_threads,
-            remat: self.remat,
+            remat: self.remat.unwrap_or_default(),
             kernels: self.kernels,
             mem_cap_bytes: self.mem_cap,
             nvml_interval_ms: self.nvml_interval_ms,
+            policy: self.policy,
             ..StepConfig::small()
-        }
+        })
     }
 }
 
@@ -162,7 +178,7 @@ pub fn apply_threads(threads: usize, ew_threads: usize) {
 }
 
 pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
-    let cfg = args.config();
+    let cfg = args.config()?;
     // Validate before any work so that bad arguments never leave a record behind.
     cfg.validate().map_err(anyhow::Error::msg)?;
     apply_threads(cfg.threads, cfg.ew_threads);
@@ -210,13 +226,17 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
 /// The side-by-side table: OpenVision | OpenVision 2 | ratio.
 pub fn render(rec: &StepRecord) -> String {
     let c = &rec.config;
+    let precision = match c.policy {
+        PolicyName::Ovbench => c.dtype.name().to_string(),
+        p => format!("policy {p}"),
+    };
     let mut out = format!(
         "{} at {} px, batch {}, keep {}, {} on {}, {} measured steps after {} warm-up (seed {})\n",
         c.model,
         c.resolution,
         c.batch,
         c.keep_ratio,
-        c.dtype.name(),
+        precision,
         c.device,
         c.steps,
         c.warmup,
@@ -385,6 +405,16 @@ pub fn render(rec: &StepRecord) -> String {
             f.status,
             f.error
         ));
+    }
+    if let Some(p) = rec.policy.as_ref().filter(|p| p.name != PolicyName::Ovbench) {
+        for r in &rec.runs {
+            out.push_str(&format!(
+                "\npolicy {} ({}): {}",
+                p.name,
+                r.label,
+                ovbench_train::policy::summary(p.execution(r.recipe))
+            ));
+        }
     }
     for r in &rec.runs {
         for n in &r.notes {

@@ -8,34 +8,52 @@
 use crate::config::{StackDims, LN_EPS};
 use crate::fused::{self, Kernels};
 use crate::macs;
-use crate::params::ParamStore;
-use candle_core::{DType, Result, Tensor, D};
+use crate::params::{retain_grads, ParamStore};
+use crate::policy::{AttentionProbs, LossBuffers};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Result, Tensor, TensorId, Var, D};
+use std::collections::HashSet;
 
 /// The execution context of a forward pass, passed down explicitly (no thread-local or global
 /// setting): weights, norms, softmax and losses run in `master` (f32; f64 in gradient checks),
-/// matmuls in `compute` (f32, bf16 or f16), with the `kernels` chosen.
+/// matmuls in `compute` (f32, bf16 or f16), with the `kernels` chosen; `attention` says
+/// whether attention keeps its probabilities for the backward pass, `loss` what the caption
+/// loss keeps (see [`crate::policy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exec {
     pub compute: DType,
     pub master: DType,
     pub kernels: Kernels,
+    pub attention: AttentionProbs,
+    pub loss: LossBuffers,
 }
 
 impl Exec {
+    /// f32 with the fused CPU kernels, as the default step runs (the fused block keeps the
+    /// attention probabilities, the fused head keeps one (N, V) buffer).
     pub const F32: Exec = Exec {
         compute: DType::F32,
         master: DType::F32,
         kernels: Kernels::Fused,
+        attention: AttentionProbs::Keep,
+        loss: LossBuffers::Fused,
     };
     pub const F64: Exec = Exec {
         compute: DType::F64,
         master: DType::F64,
         kernels: Kernels::Fused,
+        attention: AttentionProbs::Keep,
+        loss: LossBuffers::Fused,
     };
 
     /// The same context with other kernels.
     pub fn with_kernels(self, kernels: Kernels) -> Exec {
         Exec { kernels, ..self }
+    }
+
+    /// The same context with another compute dtype.
+    pub fn with_compute(self, compute: DType) -> Exec {
+        Exec { compute, ..self }
     }
 
     fn cast(&self, t: &Tensor) -> Result<Tensor> {
@@ -99,7 +117,7 @@ impl Linear {
         std: f64,
     ) -> Result<Self> {
         ps.scoped(name, |ps| {
-            let w = ps.normal("w", (inp, out), std)?;
+            let w = ps.kernel("w", (inp, out), std)?;
             let b = if bias {
                 Some(ps.constant("b", out, 0.0)?)
             } else {
@@ -187,12 +205,18 @@ impl Attention {
         macs::record(2 * b * h * t * t * (d / h));
         let qkv = self.qkv.forward(x, p)?;
         let y = if fused::portable_applies(&qkv, p.kernels) {
-            // Where the fused CPU kernels do not run (CUDA): the (B, H, T, T) scores and
-            // probabilities are recomputed in the backward pass instead of kept.
-            let mask = mask.cloned();
-            fused::portable::recompute(&qkv, move |qkv| {
-                attention_core(qkv, mask.as_ref(), h, p, fused::portable::softmax)
-            })?
+            // Where the fused CPU kernels do not run (CUDA, bf16): the (B, H, T, T) scores and
+            // probabilities are recomputed in the backward pass, or only the probabilities
+            // are kept, in the compute dtype.
+            match p.attention {
+                AttentionProbs::Recompute => {
+                    let mask = mask.cloned();
+                    fused::portable::recompute(&qkv, move |qkv| {
+                        attention_core(qkv, mask.as_ref(), h, p, fused::portable::softmax)
+                    })?
+                }
+                AttentionProbs::Keep => fused::portable::attention_keep(&qkv, mask, h, p.master)?,
+            }
         } else {
             attention_core(&qkv, mask, h, p, |scores, mask| {
                 if fused::applies(scores, p.kernels) {
@@ -311,7 +335,8 @@ impl Block {
             && x.dtype() == p.master
             && fused::block::applies(&view, x, p.kernels)
         {
-            return fused::block::forward(&view, x, mask);
+            let keep = p.attention == AttentionProbs::Keep;
+            return fused::block::forward(&view, x, mask, keep);
         }
         let x = (x + self
             .attn
@@ -347,5 +372,87 @@ impl Stack {
             x = b.forward(&x, mask, p)?;
         }
         Ok(x)
+    }
+}
+
+/// What a recomputing stack keeps for its backward pass: the input of every block, detached,
+/// and the leaf that starts the rest of the forward graph.
+pub struct StackTape {
+    checkpoints: Vec<Tensor>,
+    leaf: Var,
+    mask: Option<Tensor>,
+    exec: Exec,
+}
+
+impl StackTape {
+    /// The id of the last block's output, whose gradient starts the recomputation.
+    pub fn leaf_id(&self) -> TensorId {
+        self.leaf.as_tensor().id()
+    }
+
+    /// The last block's output, as the rest of the forward pass reads it.
+    pub fn output(&self) -> &Tensor {
+        self.leaf.as_tensor()
+    }
+
+    /// Bytes the checkpoints hold.
+    pub fn bytes(&self) -> usize {
+        self.checkpoints
+            .iter()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
+    }
+}
+
+impl Stack {
+    /// Forward with full activation recomputation (`remat='full'`): `x` is detached, each
+    /// block's input is kept and its output detached, which drops its graph and with it every
+    /// intermediate. [`Stack::backward_remat`] finishes the backward pass.
+    pub fn forward_remat(&self, x: &Tensor, mask: Option<&Tensor>, p: Exec) -> Result<StackTape> {
+        let mut x = x.detach();
+        let mut checkpoints = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            checkpoints.push(x.clone());
+            x = b.forward(&x, mask, p)?.detach();
+        }
+        Ok(StackTape {
+            checkpoints,
+            leaf: Var::from_tensor(&x)?,
+            mask: mask.cloned(),
+            exec: p,
+        })
+    }
+
+    /// Recomputes each block from its checkpoint, last to first, starting from `g`, the
+    /// gradient of the tape's leaf; adds the blocks' parameter gradients to `grads` (only those
+    /// of `keep`, detached, so that each recomputed block's activations are freed before the
+    /// next one is built) and returns the gradient of the stack's input.
+    pub fn backward_remat(
+        &self,
+        tape: StackTape,
+        mut g: Tensor,
+        grads: &mut GradStore,
+        keep: &HashSet<TensorId>,
+    ) -> Result<Tensor> {
+        let StackTape {
+            mut checkpoints,
+            leaf,
+            mask,
+            exec: p,
+        } = tape;
+        drop(leaf);
+        for block in self.blocks.iter().rev() {
+            let x = checkpoints.pop().expect("one checkpoint per block");
+            let xv = Var::from_tensor(&x)?;
+            drop(x);
+            let out = block.forward(xv.as_tensor(), mask.as_ref(), p)?;
+            // d/dθ Σ(out · g) is the vector-Jacobian product of this block.
+            let mut gs = crate::fused::grads::backward(&(out * &g)?.sum_all()?)?;
+            g = gs.remove(xv.as_tensor()).ok_or_else(|| {
+                candle_core::Error::Msg("remat: no gradient reached a block input".into())
+            })?;
+            grads.extend(retain_grads(gs, keep))?;
+        }
+        Ok(g)
     }
 }

@@ -18,6 +18,7 @@ pub mod optim;
 #[cfg(feature = "cuda")]
 mod optim_cuda;
 pub mod params;
+pub mod policy;
 pub mod recipe;
 pub mod repro;
 pub mod step;

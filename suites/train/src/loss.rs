@@ -1,6 +1,7 @@
 //! The losses of both recipes (facts §3).
 
 use crate::fused::Kernels;
+use crate::policy::LossBuffers;
 use crate::layers::{Exec, Linear};
 use candle_core::{Result, Tensor, D};
 
@@ -35,9 +36,13 @@ pub fn caption_xent(
     total.neg()?.div(&count)
 }
 
-/// The caption loss from the decoder's final hidden states: vocabulary head, then
-/// [`caption_xent`]. With fused kernels and a single precision, head and cross-entropy run as
-/// one op that never holds the whole (B, T, V) logits.
+/// The caption loss from the decoder's final hidden states: vocabulary head, then the token
+/// cross-entropy. What it keeps for the backward pass follows `p.loss`: with
+/// [`LossBuffers::Materialized`], f32 logits, their log-softmax and a one-hot target
+/// ([`crate::fused::portable::materialized_nll`]); with [`LossBuffers::Fused`], and fused
+/// kernels in a single precision, head and cross-entropy run as one op that holds a single
+/// (N, V) buffer, else [`caption_xent`]. candle's composed ops (`--kernels composed`) keep
+/// every intermediate whatever the mode.
 pub fn caption_loss(
     hidden: &Tensor,
     head: &Linear,
@@ -45,6 +50,17 @@ pub fn caption_loss(
     weights: &Tensor,
     p: Exec,
 ) -> Result<Tensor> {
+    if p.loss == LossBuffers::Materialized && p.kernels != Kernels::Composed {
+        let (b, t, _) = hidden.dims3()?;
+        let logits = head.forward(hidden, p)?.to_dtype(p.master)?;
+        let v = logits.dim(2)?;
+        let nll = crate::fused::portable::materialized_nll(
+            &logits.reshape((b * t, v))?,
+            &targets.flatten_all()?,
+        )?;
+        let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
+        return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
+    }
     if crate::fused::applies(hidden, p.kernels) && p.compute == p.master && head.b.is_none() {
         let (b, t, d) = hidden.dims3()?;
         let nll = crate::fused::linear_nll(

@@ -112,6 +112,7 @@ fn run(case: &Case, dtype: DType, kernels: Kernels) -> (Tensor, Vec<Tensor>) {
         compute: dtype,
         master: dtype,
         kernels,
+        ..Exec::F32
     };
     let w = randn(&[case.batch, case.tokens, case.dims.width], 2, 1.0, dtype);
     {

@@ -8,7 +8,7 @@ use ovbench_train::data::{Batch, TextLengths};
 use ovbench_train::layers::Exec;
 use ovbench_train::optim::{AdamW, AdamWConfig};
 use ovbench_train::params::{Init, Module, ParamStore};
-use ovbench_train::recipe::{build, build_with, Model, Recipe};
+use ovbench_train::recipe::{build, build_with, Model, Recipe, RecipeExec};
 use ovbench_train::step::{self, NoProgress, StepConfig};
 
 /// Ti/16 at 32 px (4 patches) with every stack shrunk to 2 blocks of width 32, so a step takes
@@ -411,7 +411,8 @@ fn remat_gives_the_same_loss_and_gradients() {
         let built = build(recipe, &tiny(0.5, PrefixAttention::Causal), 3, &Device::Cpu).unwrap();
         let b = batch(3, 8);
         let run = |remat| {
-            let loss = built.model.loss_with(&b, Exec::F32, 5, remat).unwrap();
+            let x = RecipeExec::uniform(Exec::F32).with_remat(remat);
+            let loss = built.model.loss_with(&b, &x, 5).unwrap();
             let total = loss.total.to_scalar::<f32>().unwrap();
             (total, built.model.backward(loss, &built.params).unwrap())
         };
