@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod device;
 pub mod export;
 pub mod flops;
+pub mod footprint;
 pub mod fused;
 pub mod gpu_memory;
 pub mod layers;

@@ -38,8 +38,8 @@ pub fn caption_xent(
 
 /// The caption loss from the decoder's final hidden states: vocabulary head, then the token
 /// cross-entropy. What it keeps for the backward pass follows `p.loss`: with
-/// [`LossBuffers::Materialized`], f32 logits, their log-softmax and a one-hot target
-/// ([`crate::fused::portable::materialized_nll`]); with [`LossBuffers::Fused`], and fused
+/// [`LossBuffers::Materialized`], f32 logits, their log-softmax and a one-hot target, head and
+/// loss as one op ([`crate::fused::portable::head_materialized_nll`]); with [`LossBuffers::Fused`], and fused
 /// kernels in a single precision, head and cross-entropy run as one op that holds a single
 /// (N, V) buffer, else [`caption_xent`]. candle's composed ops (`--kernels composed`) keep
 /// every intermediate whatever the mode.
@@ -50,13 +50,13 @@ pub fn caption_loss(
     weights: &Tensor,
     p: Exec,
 ) -> Result<Tensor> {
-    if p.loss == LossBuffers::Materialized && p.kernels != Kernels::Composed {
-        let (b, t, _) = hidden.dims3()?;
-        let logits = head.forward(hidden, p)?.to_dtype(p.master)?;
-        let v = logits.dim(2)?;
-        let nll = crate::fused::portable::materialized_nll(
-            &logits.reshape((b * t, v))?,
+    if p.loss == LossBuffers::Materialized && p.kernels != Kernels::Composed && head.b.is_none() {
+        let (b, t, d) = hidden.dims3()?;
+        let nll = crate::fused::portable::head_materialized_nll(
+            &hidden.reshape((b * t, d))?,
+            &head.w,
             &targets.flatten_all()?,
+            p.compute,
         )?;
         let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
         return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);

@@ -151,7 +151,7 @@ impl RecipeExec {
                     notes.push(format!(
                         "{}: the fused CPU kernels run f32 only, so these modules ran the portable \
                          ops (fused/portable.rs: single-op layer norm, softmax and biased dense \
-                         layers; GELU as candle's op); {attention}",
+                         layers; GELU and casts as candle's ops); {attention}",
                         portable.join(", ")
                     ));
                 }
@@ -168,8 +168,8 @@ impl RecipeExec {
                 if e.loss_buffers == LossBuffers::Materialized {
                     notes.push(
                         "loss: f32 logits, their log-softmax and a one-hot target are built and \
-                         kept (device-generic op fused/portable.rs::materialized_nll; the fused \
-                         head is not used)"
+                         kept until the head's backward pass (device-generic op \
+                         fused/portable.rs::head_materialized_nll; the fused head is not used)"
                             .into(),
                     );
                 }
@@ -185,6 +185,26 @@ impl RecipeExec {
             text_one_batch: true,
         };
         (x, notes)
+    }
+
+    /// Under fused kernels, the modules that do not compute in f32 run every op as the
+    /// portable ops (layer norm included), as the policies run them; `ovbench` keeps the
+    /// fused layer norm there (its behaviour before policies).
+    pub fn portable_off_f32(self) -> Self {
+        let port = |e: Exec| {
+            if e.kernels == Kernels::Fused && e.compute != DType::F32 && e.compute != DType::F64 {
+                e.with_kernels(Kernels::Portable)
+            } else {
+                e
+            }
+        };
+        RecipeExec {
+            image_encoder: port(self.image_encoder),
+            text_encoder: port(self.text_encoder),
+            decoder: port(self.decoder),
+            head: port(self.head),
+            ..self
+        }
     }
 
     /// The same, the image encoder recomputed under `Remat::Full`.

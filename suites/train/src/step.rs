@@ -389,6 +389,9 @@ fn run_recipe(
         RecipeExec::from_execution(execution, cfg.kernels, cfg.device);
     // ovbench's own replay runs OpenVision's two texts as two passes (the CI baseline's).
     exec.text_one_batch = cfg.policy != PolicyName::Ovbench;
+    if cfg.policy != PolicyName::Ovbench {
+        exec = exec.portable_off_f32();
+    }
     if exec.text_one_batch && recipe == Recipe::Ov1 {
         engine_notes.push(
             "text tower: alt-text and caption sentence as one 2B batch, as the released code \

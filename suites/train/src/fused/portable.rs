@@ -557,37 +557,112 @@ fn attention_keep_bwd(
     Tensor::cat(&[merge(dq)?, merge(dk)?, merge(dv)?], 2)
 }
 
-/// The caption loss as the released JAX code builds it (`losses/common.py` 232-240): from the
-/// f32 logits (N, V), their log-softmax and a one-hot of the targets, each (N, V) f32, are
-/// materialised and kept for the backward pass; the per-row −Σ one-hot · log p is returned,
-/// (N). The logits themselves are kept by the graph as this op's input.
-pub fn materialized_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let (n, v) = logits.dims2()?;
+/// The vocabulary head with the caption loss as the released JAX code builds it
+/// (`losses/common.py` 232-240): the f32 logits h W (N, V), their log-softmax and a one-hot of
+/// the targets, each (N, V) f32, are materialised and kept for the backward pass, which frees
+/// them; returns the per-row −Σ one-hot · log p, (N). `h` (N, D) and `w` (D, V) are cast to
+/// `compute` for the product. The backward pass gives h's and W's gradients directly, so no
+/// (N, V) gradient outlives it.
+pub fn head_materialized_nll(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    compute: DType,
+) -> Result<Tensor> {
+    let (n, _) = h.dims2()?;
+    let v = w.dim(1)?;
     let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
-    let (logp, one_hot, nll) = {
-        let l = logits.detach();
-        let logp = candle_nn::ops::log_softmax(&l, D::Minus1)?;
-        let one_hot = Tensor::zeros((n, v), l.dtype(), l.device())?.scatter_add(
+    let (kept, nll) = {
+        let logits = h
+            .detach()
+            .to_dtype(compute)?
+            .matmul(&w.detach().to_dtype(compute)?)?
+            .to_dtype(DType::F32)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let one_hot = Tensor::zeros((n, v), DType::F32, h.device())?.scatter_add(
             &t,
-            &Tensor::ones((n, 1), l.dtype(), l.device())?,
+            &Tensor::ones((n, 1), DType::F32, h.device())?,
             1,
         )?;
-        let nll = (&one_hot * &logp)?.sum(1)?.neg()?;
-        (logp, one_hot, nll)
+        let nll = (&one_hot * &logp)?.sum(1)?.neg()?.to_dtype(h.dtype())?;
+        ((logits, logp, one_hot), nll)
     };
-    let op = Saved {
-        name: "materialized-cross-entropy",
-        saved: std::sync::Mutex::new(Some((logp, one_hot))),
-        bwd: materialized_nll_bwd,
+    crate::macs::record(n * h.dim(1)? * v);
+    let op = HeadMaterialized {
+        saved: std::sync::Mutex::new(Some(kept)),
+        compute,
     };
-    logits.apply_op2(&nll, op)
+    h.apply_op3(w, &nll, op)
 }
 
-/// d nll / d logits = g (exp(log p) − one-hot), row by row.
-fn materialized_nll_bwd(_logits: &Tensor, (logp, one_hot): (Tensor, Tensor), g: &Tensor) -> Result<Tensor> {
-    let p = logp.exp()?;
-    drop(logp);
-    (p - one_hot)?.broadcast_mul(&g.unsqueeze(1)?)
+type HeadBuffers = (Tensor, Tensor, Tensor);
+
+struct HeadMaterialized {
+    /// Logits, log-softmax, one-hot: kept until the backward pass.
+    saved: std::sync::Mutex<Option<HeadBuffers>>,
+    compute: DType,
+}
+
+impl CustomOp3 for HeadMaterialized {
+    fn name(&self) -> &'static str {
+        "materialized-head-cross-entropy"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        copy_of(s3, l3)
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        copy_of(s3, l3)
+    }
+    fn bwd(
+        &self,
+        h: &Tensor,
+        w: &Tensor,
+        _value: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (logits, logp, one_hot) = super::take_once(
+            &self.saved,
+            "materialized head + cross-entropy",
+            "backward pass ran twice over one forward pass (its buffers are freed after the first)",
+        )?;
+        drop(logits);
+        // d nll / d logits = g (exp(log p) − one-hot), row by row.
+        let p = logp.exp()?;
+        drop(logp);
+        let diff = (p - one_hot)?;
+        let dl = diff
+            .broadcast_mul(&g.detach().to_dtype(DType::F32)?.unsqueeze(1)?)?
+            .to_dtype(self.compute)?;
+        drop(diff);
+        let (h, w) = (h.detach(), w.detach());
+        let dh = dl
+            .matmul(&w.to_dtype(self.compute)?.t()?)?
+            .to_dtype(h.dtype())?;
+        let dw = h
+            .to_dtype(self.compute)?
+            .t()?
+            .matmul(&dl)?
+            .to_dtype(w.dtype())?;
+        Ok((Some(dh), Some(dw), None))
+    }
 }
 
 /// softmax(x + mask) over the last dimension; `mask` (Tq, Tk) is added to every (Tq, Tk)
