@@ -1154,3 +1154,167 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
         layers: sim.layers,
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Questions asked of the model: the largest batch under a cap, and Table 4.
+
+/// The largest per-device batch whose predicted step peak fits under `cap` bytes (searched up
+/// to `limit`; the peak grows with the batch). 0 when not even the smallest batch fits.
+pub fn max_batch_under(s: &Setting<'_>, cap: u64, limit: usize) -> Result<usize, FootprintError> {
+    let min = if s.recipe == Recipe::Ov1 { 2 } else { 1 };
+    let fits = |b: usize| -> Result<bool, FootprintError> {
+        Ok(predict(&Setting { batch: b, ..s.clone() })?.step.bytes <= cap)
+    };
+    if !fits(min)? {
+        return Ok(0);
+    }
+    let (mut lo, mut hi) = (min, min);
+    while hi < limit && fits(hi)? {
+        lo = hi;
+        hi = (hi * 2).min(limit);
+    }
+    if hi == limit && fits(hi)? {
+        return Ok(limit);
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// The model's prediction beside one row of the paper's Table 4.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Table4Row {
+    pub id: String,
+    pub recipe: Recipe,
+    pub backbone: String,
+    pub resolution: u32,
+    /// The model measured: the paper's backbone on the pixels its patch grid sees.
+    pub measured_model: String,
+    pub measured_resolution: usize,
+    pub per_chip_batch: usize,
+    pub published_gb: Option<f64>,
+    pub published_oom: bool,
+    pub predicted: Footprint,
+    /// Whether the predicted step peak fits under the paper's per-chip cap.
+    pub predicted_fits: bool,
+}
+
+/// Table 4 as the replay's memory model predicts it under one policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Table4Prediction {
+    pub policy: crate::policy::PolicyName,
+    pub cap_bytes: u64,
+    pub rows: Vec<Table4Row>,
+    /// (backbone, recipe, largest per-chip batch under the cap).
+    pub max_batch: Vec<(String, Recipe, usize)>,
+}
+
+fn paper_model(backbone: &str) -> (&'static str, usize) {
+    match backbone {
+        "SoViT-400M/14" => ("So400m/14", 14),
+        _ => ("L/14", 14),
+    }
+}
+
+/// Predicts every row of Table 4 under `policy` (the replay's kernels, one thread's scratch),
+/// with the largest batch per backbone and recipe under `cap` bytes.
+pub fn table4(
+    policy: &crate::policy::ResolvedPolicy,
+    kernels: Kernels,
+    cap: u64,
+) -> Result<Table4Prediction, Table4Error> {
+    let t4 = ovbench_reference::table4()?;
+    let ovbench = policy.name == crate::policy::PolicyName::Ovbench;
+    let mut rows = Vec::new();
+    let mut max_batch = Vec::new();
+    for row in &t4.rows {
+        let (model, patch) = paper_model(&row.backbone);
+        let res = (row.resolution as usize / patch) * patch;
+        let cfg = ModelConfig::new(
+            model.parse().expect("valid model name"),
+            res,
+            0.35,
+            crate::config::PrefixAttention::Causal,
+        )
+        .map_err(Table4Error::Config)?;
+        let s = Setting {
+            recipe: row.recipe,
+            cfg: &cfg,
+            batch: row.per_chip_batch as usize,
+            exec: policy.execution(row.recipe),
+            kernels,
+            text_one_batch: !ovbench,
+            portable_off_f32: !ovbench,
+            threads: 1,
+        };
+        let predicted = predict(&s)?;
+        if !max_batch
+            .iter()
+            .any(|(b, r, _)| b == &row.backbone && *r == row.recipe)
+        {
+            max_batch.push((row.backbone.clone(), row.recipe, max_batch_under(&s, cap, 1 << 14)?));
+        }
+        rows.push(Table4Row {
+            id: row.id.clone(),
+            recipe: row.recipe,
+            backbone: row.backbone.clone(),
+            resolution: row.resolution,
+            measured_model: model.into(),
+            measured_resolution: res,
+            per_chip_batch: row.per_chip_batch as usize,
+            published_gb: row.peak_memory_gb,
+            published_oom: row.oom,
+            predicted_fits: predicted.step.bytes <= cap,
+            predicted,
+        });
+    }
+    Ok(Table4Prediction {
+        policy: policy.name,
+        cap_bytes: cap,
+        rows,
+        max_batch,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Table4Error {
+    #[error(transparent)]
+    Model(#[from] FootprintError),
+    #[error(transparent)]
+    Reference(#[from] ovbench_reference::ReferenceError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One recipe at one batch: the model, and the counting allocator where checked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checked {
+    pub model: Footprint,
+    /// The allocator's `forward_peak_over_baseline_bytes`.
+    pub measured_forward_peak_bytes: Option<u64>,
+    /// The allocator's `peak_over_baseline_bytes`.
+    pub measured_step_peak_bytes: Option<u64>,
+}
+
+/// The record `ovbench memory --json` writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemoryReport {
+    pub policy: crate::policy::ResolvedPolicy,
+    pub model: crate::config::ModelName,
+    pub resolution: usize,
+    pub kernels: Kernels,
+    pub rows: Vec<Checked>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table4: Option<Table4Prediction>,
+}
+
+/// Threads of the fused kernels' per-thread scratch in this process.
+pub fn kernel_threads() -> usize {
+    rayon::current_num_threads()
+}

@@ -2,6 +2,7 @@
 //! and OpenVision 2 (captioning only, masked visual tokens), written in candle, one module per
 //! model, as ../shared/reference/openvision-facts.md §2–3 describes them.
 
+pub mod alternate;
 pub mod config;
 pub mod data;
 pub mod decoder;
