@@ -76,7 +76,7 @@ fn pct(model: u64, measured: u64) -> String {
 /// The terms of one peak as table rows.
 fn terms(f: &footprint::Peak) -> Vec<Vec<String>> {
     let mut t: Vec<_> = f.terms.iter().filter(|t| t.bytes > 0).collect();
-    t.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    t.sort_by_key(|t| std::cmp::Reverse(t.bytes));
     t.iter()
         .map(|t| vec![format!("  {}", t.label), bytes(t.bytes), gb(t.bytes)])
         .collect()
@@ -99,7 +99,9 @@ pub fn run(args: MemoryArgs) -> anyhow::Result<ExitCode> {
         _ => vec![Recipe::Ov1, Recipe::Ov2],
     };
     if recipes.contains(&Recipe::Ov1) && args.batch.iter().any(|&b| b < 2) {
-        anyhow::bail!("--batch must be at least 2 for OpenVision: the contrastive loss needs negatives");
+        anyhow::bail!(
+            "--batch must be at least 2 for OpenVision: the contrastive loss needs negatives"
+        );
     }
     let base = StepConfig {
         model: args.model,
@@ -134,11 +136,7 @@ pub fn run(args: MemoryArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     let mut out = format!(
         "memory model: {} at {} px, policy {} ({}), --kernels {:?}\n",
-        args.model,
-        args.res,
-        args.policy,
-        policy.description,
-        args.kernels
+        args.model, args.res, args.policy, policy.description, args.kernels
     );
     for &batch in &args.batch {
         let measured = if args.check {
@@ -296,14 +294,27 @@ fn render_table4(t: &footprint::Table4Prediction) -> String {
         let mut rows = vec![vec![
             format!(
                 "{} ({} at {} px, {} per chip), step peak at {}",
-                r.id, r.measured_model, r.measured_resolution, r.per_chip_batch, r.predicted.step.at
+                r.id,
+                r.measured_model,
+                r.measured_resolution,
+                r.per_chip_batch,
+                r.predicted.step.at
             ),
             "GB".to_string(),
         ]];
-        let mut terms: Vec<_> = r.predicted.step.terms.iter().filter(|t| t.bytes > 0).collect();
-        terms.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        let mut terms: Vec<_> = r
+            .predicted
+            .step
+            .terms
+            .iter()
+            .filter(|t| t.bytes > 0)
+            .collect();
+        terms.sort_by_key(|t| std::cmp::Reverse(t.bytes));
         for t in terms {
-            rows.push(vec![format!("  {}", t.label), format!("{:.2}", t.bytes as f64 / 1e9)]);
+            rows.push(vec![
+                format!("  {}", t.label),
+                format!("{:.2}", t.bytes as f64 / 1e9),
+            ]);
         }
         rows.push(vec![
             "  total (model)".into(),

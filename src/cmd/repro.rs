@@ -90,7 +90,8 @@ impl Progress for Dots {
 
 pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
     let cap = table::parse_bytes(&args.mem_cap).map_err(|e| anyhow::anyhow!("--mem-cap: {e}"))?;
-    if !args.policy.contains(&PolicyName::Ovbench) && (args.dtype.is_some() || args.remat.is_some()) {
+    if !args.policy.contains(&PolicyName::Ovbench) && (args.dtype.is_some() || args.remat.is_some())
+    {
         anyhow::bail!(
             "--dtype and --remat set the ovbench policy; add it to --policy, or let the other \
              policies set precision and recomputation per module"

@@ -4,8 +4,8 @@ use anyhow::Context;
 use ovbench_harness::table::{self, bytes, seconds};
 use ovbench_harness::Record;
 use ovbench_train::device::{DTypeArg, DeviceArg};
-use ovbench_train::step::{self, Progress, RecipeRun, StepConfig, StepRecord};
 use ovbench_train::policy::PolicyName;
+use ovbench_train::step::{self, Progress, RecipeRun, StepConfig, StepRecord};
 use ovbench_train::{ModelName, PrefixAttention, Recipe};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -406,7 +406,11 @@ pub fn render(rec: &StepRecord) -> String {
             f.error
         ));
     }
-    if let Some(p) = rec.policy.as_ref().filter(|p| p.name != PolicyName::Ovbench) {
+    if let Some(p) = rec
+        .policy
+        .as_ref()
+        .filter(|p| p.name != PolicyName::Ovbench)
+    {
         for r in &rec.runs {
             out.push_str(&format!(
                 "\npolicy {} ({}): {}",

@@ -37,7 +37,11 @@ fn bench_block(
             b.iter(|| {
                 black_box(
                     block
-                        .forward(&x.as_tensor().detach(), mask.as_ref(), Exec::F32.with_kernels(k))
+                        .forward(
+                            &x.as_tensor().detach(),
+                            mask.as_ref(),
+                            Exec::F32.with_kernels(k),
+                        )
                         .unwrap(),
                 )
             })

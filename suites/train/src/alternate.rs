@@ -91,8 +91,16 @@ fn sum_squares<'a>(ts: impl Iterator<Item = &'a Tensor>) -> Result<f64, candle_c
 /// The released loop's three global norms: of the gradients, the parameters and the updates.
 /// The in-place optimizer keeps no update tree, so the third pass reads the parameters again
 /// (a tree of the same size).
-fn global_norms(params: &ParamStore, grads: &candle_core::backprop::GradStore) -> Result<f64, candle_core::Error> {
-    let g = sum_squares(params.params.iter().filter_map(|p| grads.get(p.var.as_tensor())))?;
+fn global_norms(
+    params: &ParamStore,
+    grads: &candle_core::backprop::GradStore,
+) -> Result<f64, candle_core::Error> {
+    let g = sum_squares(
+        params
+            .params
+            .iter()
+            .filter_map(|p| grads.get(p.var.as_tensor())),
+    )?;
     let p = sum_squares(params.params.iter().map(|p| p.var.as_tensor()))?;
     let u = sum_squares(params.params.iter().map(|p| p.var.as_tensor()))?;
     Ok(g.sqrt() + p.sqrt() + u.sqrt())
@@ -216,7 +224,8 @@ pub fn run(
                 .wrapping_add(st.steps as u64);
             let start = alloc::snapshot().current_bytes;
             alloc::reset_peak();
-            let (loss, fwd) = clock::timed(&sync, || built.model.loss_with(&batch, &st.exec, mask_seed));
+            let (loss, fwd) =
+                clock::timed(&sync, || built.model.loss_with(&batch, &st.exec, mask_seed));
             let loss = loss.map_err(ce(r))?;
             let values = loss.values().map_err(ce(r))?;
             if first {
@@ -267,7 +276,9 @@ pub fn run(
                     m.vit.forward(&batch.images, st.exec.image_encoder, true)
                 });
                 out.map_err(ce(Recipe::Ov1))?;
-                let (out, tt) = clock::timed(&sync, || m.text.forward(&batch.alt_text, st.exec.text_encoder));
+                let (out, tt) = clock::timed(&sync, || {
+                    m.text.forward(&batch.alt_text, st.exec.text_encoder)
+                });
                 out.map_err(ce(Recipe::Ov1))?;
                 if measured {
                     c.image_s.push(ti.as_secs_f64() / cfg.batch as f64);

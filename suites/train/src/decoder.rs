@@ -6,7 +6,7 @@
 //! by one], no text position embedding, final LN and a bias-free vocabulary head.
 
 use crate::config::{PrefixAttention, StackDims, V1_QUERIES, VOCAB};
-use crate::layers::{mask_from, LayerNorm, Linear, Exec, Stack};
+use crate::layers::{mask_from, Exec, LayerNorm, Linear, Stack};
 use crate::params::ParamStore;
 use candle_core::{Result, Tensor};
 

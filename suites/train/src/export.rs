@@ -255,10 +255,7 @@ fn export_recipe(
     drop(grads);
     // Step 1: the loss after the update, same batch, the next mask.
     let seed1 = mask_seed(cfg.seed, 1);
-    let v = built
-        .model
-        .loss_with(&batch, &exec, seed1)?
-        .values()?;
+    let v = built.model.loss_with(&batch, &exec, seed1)?.values()?;
     losses.push(ExportedLoss {
         step: 1,
         mask_seed: seed1,

@@ -18,9 +18,12 @@
 //! 4. Transients live within one op (forward or backward).
 //! 5. Parameter gradients live from the op that first produces them until the optimizer step
 //!    has run; activation gradients from the op that produces them to the op that consumes them.
+//!    A weight's gradient made by candle's own product backward from a tracked input also keeps
+//!    its zero-filled start, the product and the incoming gradient until the backward pass ends.
 //! 6. A recomputed module keeps only each block's input (a checkpoint) and a copy of its last
 //!    output; after the main graph is dropped, each block is recomputed from its checkpoint
 //!    (its activations live again), backpropagated and freed, last block first.
+//!
 //! The backward pass visits modules as candle orders the graph: head and decoder, then the
 //! contrastive loss, the text tower and the image encoder; recomputed modules after that,
 //! text tower before image encoder.
@@ -80,19 +83,33 @@ impl Part {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Term {
     Parameters,
-    AdamFirstMoment { dtype: Dt },
-    AdamSecondMoment { dtype: Dt },
+    AdamFirstMoment {
+        dtype: Dt,
+    },
+    AdamSecondMoment {
+        dtype: Dt,
+    },
     Gradients,
     /// The batch and the fixed position embedding.
     Inputs,
     /// What a module keeps for its backward pass (rule 2 and 3), by dtype.
-    Activations { part: Part, dtype: Dt },
+    Activations {
+        part: Part,
+        dtype: Dt,
+    },
     /// A recomputed module's block inputs and last output (rule 6).
-    Checkpoints { part: Part },
+    Checkpoints {
+        part: Part,
+    },
     /// (B, H, T, T) attention probabilities kept for the backward pass.
-    AttentionProbabilities { part: Part, dtype: Dt },
+    AttentionProbabilities {
+        part: Part,
+        dtype: Dt,
+    },
     /// Compute-dtype copies of the f32 master weights, kept by the graph.
-    WeightCopies { part: Part },
+    WeightCopies {
+        part: Part,
+    },
     /// The loss's (N, V) buffers: logits, log-softmax, one-hot, or the fused kernel's one.
     LossBuffers,
     /// Gradients of activations on their way through the backward pass.
@@ -347,7 +364,9 @@ struct BlockHeld {
 impl BlockHeld {
     fn all_but_out(self) -> Vec<Id> {
         let mut v = self.graph;
-        for part in [self.act, self.dact, self.ln2, self.attn, self.qkv, self.ln1, self.probs] {
+        for part in [
+            self.act, self.dact, self.ln2, self.attn, self.qkv, self.ln1, self.probs,
+        ] {
             v.extend(part);
         }
         v
@@ -474,7 +493,9 @@ impl<'a> Sim<'a> {
         if self.fused_block(m) {
             let a = self.act(m, F);
             // The mask as the op's own copy; LN1's x̂ and 1/σ; the normalised input (transient).
-            let mask_copy = self.l.alloc(Term::Transient, if masked { t * t * F } else { 0 });
+            let mask_copy = self
+                .l
+                .alloc(Term::Transient, if masked { t * t * F } else { 0 });
             bh.ln1.push(self.l.alloc(a, (r * w + r) * F));
             let xn = self.l.alloc(Term::Transient, r * w * F);
             bh.qkv.push(self.l.alloc(a, 3 * r * w * F));
@@ -663,7 +684,9 @@ impl<'a> Sim<'a> {
         for (term, b) in self.l.live.values() {
             match term {
                 Term::Activations { dtype: Dt::F32, .. } => row.f32_bytes += b,
-                Term::Activations { dtype: Dt::Bf16, .. } => row.bf16_bytes += b,
+                Term::Activations {
+                    dtype: Dt::Bf16, ..
+                } => row.bf16_bytes += b,
                 Term::AttentionProbabilities { .. } => row.attention_probs_bytes += b,
                 Term::WeightCopies { .. } => row.weight_copy_bytes += b,
                 _ => {}
@@ -759,9 +782,13 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
     };
     let cs = |d: crate::device::DTypeArg| d.dtype().size_in_bytes() as u64;
     let fused = |c: u64| s.kernels == Kernels::Fused && (c == F || !s.portable_off_f32);
-    for m in [Some(e.modules.image_encoder), e.modules.text_encoder, Some(e.modules.decoder)]
-        .into_iter()
-        .flatten()
+    for m in [
+        Some(e.modules.image_encoder),
+        e.modules.text_encoder,
+        Some(e.modules.decoder),
+    ]
+    .into_iter()
+    .flatten()
     {
         if cs(m.compute) != F && fused(cs(m.compute)) {
             return Err(FootprintError::OvbenchDtype(m.compute.name().into()));
@@ -831,7 +858,9 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
     if img.recompute {
         // Detached: the embedding's graph goes, its output becomes checkpoint 0.
         sim.l.free_all(eg);
-        let cp = sim.l.alloc(Term::Checkpoints { part: img.part }, b * t_img * dimg * F);
+        let cp = sim
+            .l
+            .alloc(Term::Checkpoints { part: img.part }, b * t_img * dimg * F);
         sim.l.free(x0);
         sim.stack_fwd(img, v, b, t_img, false, &mut vit, cp);
     } else {
@@ -860,7 +889,11 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
         let td = cfg.text_encoder.dims;
         let tw = td.width as u64;
         let tl = TEXT_LEN as u64;
-        let passes: Vec<u64> = if s.text_one_batch { vec![2 * b] } else { vec![b, b] };
+        let passes: Vec<u64> = if s.text_one_batch {
+            vec![2 * b]
+        } else {
+            vec![b, b]
+        };
         for &seqs in &passes {
             let mut held = Held::default();
             let mut g = Vec::new();
@@ -872,7 +905,9 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
             let x0 = sim.l.alloc(sim.act(tm, F), seqs * tl * tw * F);
             if tm.recompute {
                 sim.l.free_all(g.drain(..));
-                let cp = sim.l.alloc(Term::Checkpoints { part: tm.part }, seqs * tl * tw * F);
+                let cp = sim
+                    .l
+                    .alloc(Term::Checkpoints { part: tm.part }, seqs * tl * tw * F);
                 sim.l.free(x0);
                 sim.stack_fwd(tm, td, seqs, tl, false, &mut held, cp);
             } else {
@@ -887,7 +922,10 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
         }
         // Dual contrastive loss: normalised embeddings, similarities, cross-entropies.
         let bb = b * b;
-        misc.push(sim.l.alloc(sim.act(img, F), 2 * (6 * b * dimg + 12 * bb) * F));
+        misc.push(
+            sim.l
+                .alloc(sim.act(img, F), 2 * (6 * b * dimg + 12 * bb) * F),
+        );
     }
 
     // Decoder.
@@ -899,8 +937,8 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
             let tw = cfg.text_encoder.dims.width as u64;
             let alt = TEXT_LEN as u64 - 1;
             let mut g = Vec::new();
-            let img_in = if img.cs == F { F } else { F };
-            sim.dense(dec, &mut g, b * n, dimg, w, true, img_in, false);
+            // The image encoder's patch tokens are f32 (its residual stream), whatever it computes in.
+            sim.dense(dec, &mut g, b * n, dimg, w, true, F, false);
             if dec.cs != F {
                 g.push(sim.l.alloc(sim.act(dec, F), b * n * w * F));
             }
@@ -1113,7 +1151,8 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
         for (held, seqs) in towers.iter_mut().rev() {
             sim.stack_remat_bwd(tm, td, *seqs, tl, "text", held);
             // Embeddings recomputed and backpropagated.
-            sim.l.touch(Term::Transient, 2 * *seqs * tl * tw * F + vocab * tw * F);
+            sim.l
+                .touch(Term::Transient, 2 * *seqs * tl * tw * F + vocab * tw * F);
             sim.grad("text.embed", vocab * tw * F);
             sim.grad("text.pos", tl * tw * F);
             if let Some(g) = held.leaf.take() {
@@ -1163,7 +1202,13 @@ pub fn predict(s: &Setting<'_>) -> Result<Footprint, FootprintError> {
 pub fn max_batch_under(s: &Setting<'_>, cap: u64, limit: usize) -> Result<usize, FootprintError> {
     let min = if s.recipe == Recipe::Ov1 { 2 } else { 1 };
     let fits = |b: usize| -> Result<bool, FootprintError> {
-        Ok(predict(&Setting { batch: b, ..s.clone() })?.step.bytes <= cap)
+        Ok(predict(&Setting {
+            batch: b,
+            ..s.clone()
+        })?
+        .step
+        .bytes
+            <= cap)
     };
     if !fits(min)? {
         return Ok(0);
@@ -1258,7 +1303,11 @@ pub fn table4(
             .iter()
             .any(|(b, r, _)| b == &row.backbone && *r == row.recipe)
         {
-            max_batch.push((row.backbone.clone(), row.recipe, max_batch_under(&s, cap, 1 << 14)?));
+            max_batch.push((
+                row.backbone.clone(),
+                row.recipe,
+                max_batch_under(&s, cap, 1 << 14)?,
+            ));
         }
         rows.push(Table4Row {
             id: row.id.clone(),

@@ -1,8 +1,8 @@
 //! The losses of both recipes (facts §3).
 
 use crate::fused::Kernels;
-use crate::policy::LossBuffers;
 use crate::layers::{Exec, Linear};
+use crate::policy::LossBuffers;
 use candle_core::{Result, Tensor, D};
 
 /// Mean token cross-entropy over positions whose weight is 1 (padding has weight 0).

@@ -12,8 +12,8 @@
 use crate::fused::{vmath, Real};
 use crate::params::Param;
 use crate::policy::{DecaySet, MomentDtype};
-use half::bf16;
 use candle_core::{backprop::GradStore, CpuStorage, DType, Layout, Result, Tensor};
+use half::bf16;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;

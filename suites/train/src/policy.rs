@@ -280,22 +280,43 @@ fn released(recipe: Recipe, matched: Option<DTypeArg>, src: &mut Sources<'_>) ->
             src.set("modules.image_encoder.compute", m("scripts/project/openvision/train.sh:71 (--config.model.image.dtype=bfloat16; :103 in fine-tuning)"));
             src.set("modules.image_encoder.params", "src/configs/openvision.py:232 ('param_dtype': 'float32'; scripts/project/openvision/train.sh:106 in fine-tuning)");
             src.set("modules.image_encoder.recompute", "src/configs/openvision.py:41 (remat='full') through :226 ('remat_policy': arg.remat)");
-            src.set("modules.text_encoder.compute", m("scripts/project/openvision/train.sh:72 (--config.model.text.dtype=bfloat16)"));
-            src.set("modules.text_encoder.params", "scripts/project/openvision/train.sh:74 (--config.model.text.param_dtype=float32)");
+            src.set(
+                "modules.text_encoder.compute",
+                m("scripts/project/openvision/train.sh:72 (--config.model.text.dtype=bfloat16)"),
+            );
+            src.set(
+                "modules.text_encoder.params",
+                "scripts/project/openvision/train.sh:74 (--config.model.text.param_dtype=float32)",
+            );
             src.set("modules.text_encoder.recompute", "src/configs/openvision.py:41 (remat='full') through :241 ('remat_policy': arg.remat)");
             src.set("modules.decoder.compute", m("scripts/project/openvision/train.sh:73 (--config.model.text_decoder_config.dtype=bfloat16)"));
-            src.set("modules.decoder.params", "src/configs/openvision.py:212 ('param_dtype': 'float32')");
-            src.set("modules.decoder.recompute", "src/configs/openvision.py:213 ('remat_policy': 'none')");
-            src.set("modules.head.compute", "src/models/text_decoder.py:567 (head Dense dtype=jnp.float32)");
+            src.set(
+                "modules.decoder.params",
+                "src/configs/openvision.py:212 ('param_dtype': 'float32')",
+            );
+            src.set(
+                "modules.decoder.recompute",
+                "src/configs/openvision.py:213 ('remat_policy': 'none')",
+            );
+            src.set(
+                "modules.head.compute",
+                "src/models/text_decoder.py:567 (head Dense dtype=jnp.float32)",
+            );
             src.set("modules.head.params", "src/models/text_decoder.py:568 (param_dtype of the decoder, src/configs/openvision.py:212)");
             src.set("modules.head.recompute", HEAD_RECOMPUTE);
-            src.set("optimizer.mu", "src/configs/openvision.py:289 (mu_dtype='bfloat16')");
+            src.set(
+                "optimizer.mu",
+                "src/configs/openvision.py:289 (mu_dtype='bfloat16')",
+            );
             src.set("optimizer.nu", NU_F32);
             src.set("optimizer.b1", "src/configs/openvision.py:289 (b1=0.9)");
             src.set("optimizer.b2", "src/configs/openvision.py:289 (b2=0.95)");
             src.set("optimizer.eps", OPTAX_EPS);
             src.set("optimizer.weight_decay", "src/configs/openvision.py:282 (config.wd = 0.2), applied as wd x lr by src/optim/build_optax.py:264 and :272-278");
-            src.set("optimizer.decay_set", "src/optim/build_optax.py:261 (wd_mults default [('.*/kernel$', 1.0)])");
+            src.set(
+                "optimizer.decay_set",
+                "src/optim/build_optax.py:261 (wd_mults default [('.*/kernel$', 1.0)])",
+            );
             src.set("attention_probs", "scripts/project/openvision/train.sh:69-70 (use_flash_attn=False) and src/configs/openvision.py:210 (decoder 'use_flash_attn': False): flax attention keeps its probabilities");
             src.set("loss_buffers", "src/losses/common.py:232-240 (one_hot, log_softmax, -sum(one_hot * log_p)) called at src/main_clip.py:460");
             Execution {
@@ -312,25 +333,45 @@ fn released(recipe: Recipe, matched: Option<DTypeArg>, src: &mut Sources<'_>) ->
         }
         Recipe::Ov2 => {
             let m = |s: &str| {
-                matched_note("OpenVision's released script sets (scripts/project/openvision/train.sh:71-73)")
-                    .unwrap_or_else(|| s.to_string())
+                matched_note(
+                    "OpenVision's released script sets (scripts/project/openvision/train.sh:71-73)",
+                )
+                .unwrap_or_else(|| s.to_string())
             };
             src.set("modules.image_encoder.compute", m("scripts/project/openvision2/train.sh:123 (--config.model.image.dtype=float32; :157 in fine-tuning)"));
             src.set("modules.image_encoder.params", "scripts/project/openvision2/train.sh:124 (--config.model.image.param_dtype=float32)");
             src.set("modules.image_encoder.recompute", "src/configs/openvision2.py:52 (remat='full') through :183 ('remat_policy': arg.remat)");
             src.set("modules.decoder.compute", m("src/models/text_decoder_v2.py:381 (dtype default jnp.float32; src/configs/openvision2.py:173-179 sets none)"));
-            src.set("modules.decoder.params", "src/models/text_decoder_v2.py:382 (param_dtype default jnp.float32)");
-            src.set("modules.decoder.recompute", "src/configs/openvision2.py:176 ('remat_policy': 'none')");
-            src.set("modules.head.compute", "src/models/text_decoder_v2.py:442 (head Dense dtype=jnp.float32)");
-            src.set("modules.head.params", "src/models/text_decoder_v2.py:443 (param_dtype of the decoder)");
+            src.set(
+                "modules.decoder.params",
+                "src/models/text_decoder_v2.py:382 (param_dtype default jnp.float32)",
+            );
+            src.set(
+                "modules.decoder.recompute",
+                "src/configs/openvision2.py:176 ('remat_policy': 'none')",
+            );
+            src.set(
+                "modules.head.compute",
+                "src/models/text_decoder_v2.py:442 (head Dense dtype=jnp.float32)",
+            );
+            src.set(
+                "modules.head.params",
+                "src/models/text_decoder_v2.py:443 (param_dtype of the decoder)",
+            );
             src.set("modules.head.recompute", HEAD_RECOMPUTE);
-            src.set("optimizer.mu", "src/configs/openvision2.py:231 (mu_dtype='bfloat16')");
+            src.set(
+                "optimizer.mu",
+                "src/configs/openvision2.py:231 (mu_dtype='bfloat16')",
+            );
             src.set("optimizer.nu", NU_F32);
             src.set("optimizer.b1", "src/configs/openvision2.py:231 (b1=0.9)");
             src.set("optimizer.b2", "src/configs/openvision2.py:231 (b2=0.95)");
             src.set("optimizer.eps", OPTAX_EPS);
             src.set("optimizer.weight_decay", "src/configs/openvision2.py:221 (config.wd = 0.2), applied as wd x lr by src/optim/build_optax.py:264 and :272-278");
-            src.set("optimizer.decay_set", "src/optim/build_optax.py:261 (wd_mults default [('.*/kernel$', 1.0)])");
+            src.set(
+                "optimizer.decay_set",
+                "src/optim/build_optax.py:261 (wd_mults default [('.*/kernel$', 1.0)])",
+            );
             src.set("attention_probs", "scripts/project/openvision2/train.sh:122 (use_flash_attn=False) and src/models/text_decoder_v2.py:380 (decoder use_flash_attn default False): flax attention keeps its probabilities");
             src.set("loss_buffers", "src/losses/common.py:232-240 (one_hot, log_softmax, -sum(one_hot * log_p)) called at src/main_openvision2.py:284");
             Execution {
@@ -378,18 +419,42 @@ fn ovbench(recipe: Recipe, k: &OvbenchKnobs, src: &mut Sources<'_>) -> Execution
         src.set(&format!("modules.{m}.compute"), dtype);
         src.set(&format!("modules.{m}.params"), params);
     }
-    src.set("modules.image_encoder.recompute", "assumption: ovbench's replay: --remat recomputes the image encoder only");
+    src.set(
+        "modules.image_encoder.recompute",
+        "assumption: ovbench's replay: --remat recomputes the image encoder only",
+    );
     if recipe == Recipe::Ov1 {
-        src.set("modules.text_encoder.recompute", "assumption: ovbench's replay never recomputes the text tower");
+        src.set(
+            "modules.text_encoder.recompute",
+            "assumption: ovbench's replay never recomputes the text tower",
+        );
     }
-    src.set("modules.decoder.recompute", "assumption: ovbench's replay never recomputes the decoder");
-    src.set("modules.head.compute", "assumption: ovbench's replay: the head multiplies in --dtype and takes its loss in f32");
+    src.set(
+        "modules.decoder.recompute",
+        "assumption: ovbench's replay never recomputes the decoder",
+    );
+    src.set(
+        "modules.head.compute",
+        "assumption: ovbench's replay: the head multiplies in --dtype and takes its loss in f32",
+    );
     src.set("modules.head.params", params);
-    src.set("modules.head.recompute", "assumption: ovbench's replay never recomputes the head");
-    src.set("optimizer.mu", "assumption: ovbench's replay keeps both moments in f32 (optim.rs)");
-    src.set("optimizer.nu", "assumption: ovbench's replay keeps both moments in f32 (optim.rs)");
+    src.set(
+        "modules.head.recompute",
+        "assumption: ovbench's replay never recomputes the head",
+    );
+    src.set(
+        "optimizer.mu",
+        "assumption: ovbench's replay keeps both moments in f32 (optim.rs)",
+    );
+    src.set(
+        "optimizer.nu",
+        "assumption: ovbench's replay keeps both moments in f32 (optim.rs)",
+    );
     for f in ["b1", "b2", "eps", "weight_decay"] {
-        src.set(&format!("optimizer.{f}"), "assumption: ovbench's AdamWConfig (optim.rs; --config optimizer in the record)");
+        src.set(
+            &format!("optimizer.{f}"),
+            "assumption: ovbench's AdamWConfig (optim.rs; --config optimizer in the record)",
+        );
     }
     src.set("optimizer.decay_set", "assumption: ovbench's replay decays every matrix: dense kernels, token embeddings, text positions and v1 queries");
     src.set("attention_probs", "assumption: follows from --kernels, --device and --dtype: the fused CPU block (f32) and composed ops keep them, the portable ops recompute them");
@@ -443,7 +508,9 @@ pub fn resolve(name: PolicyName, knobs: &OvbenchKnobs) -> ResolvedPolicy {
         PolicyName::Released => "what the released scripts and configs set, recipe by recipe",
         PolicyName::MatchedBf16 => "the released settings with both recipes computing in bf16",
         PolicyName::MatchedF32 => "the released settings with both recipes computing in f32",
-        PolicyName::Ovbench => "ovbench's replay before policies (--dtype, --remat, --kernels), the CI baseline's",
+        PolicyName::Ovbench => {
+            "ovbench's replay before policies (--dtype, --remat, --kernels), the CI baseline's"
+        }
     }
     .to_string();
     ResolvedPolicy {
@@ -582,7 +649,10 @@ mod tests {
     fn names_round_trip() {
         for n in PolicyName::ALL {
             assert_eq!(n.key().parse::<PolicyName>().unwrap(), n);
-            assert_eq!(serde_json::to_string(&n).unwrap(), format!("\"{}\"", n.key()));
+            assert_eq!(
+                serde_json::to_string(&n).unwrap(),
+                format!("\"{}\"", n.key())
+            );
         }
         assert!("fast".parse::<PolicyName>().is_err());
     }

@@ -334,7 +334,9 @@ fn lanes(resolved: &[ResolvedPolicy]) -> Vec<Lane> {
             match out.iter_mut().find(|l| {
                 l.recipe == recipe
                     && l.execution == e
-                    && l.policies.iter().all(|q| (*q == PolicyName::Ovbench) == ovbench)
+                    && l.policies
+                        .iter()
+                        .all(|q| (*q == PolicyName::Ovbench) == ovbench)
             }) {
                 Some(l) => l.policies.push(p.name),
                 None => out.push(Lane {
@@ -348,7 +350,7 @@ fn lanes(resolved: &[ResolvedPolicy]) -> Vec<Lane> {
     out
 }
 
-fn lane_of<'a>(stage: &'a StageMeasurement, recipe: Recipe, p: PolicyName) -> Option<&'a LaneStage> {
+fn lane_of(stage: &StageMeasurement, recipe: Recipe, p: PolicyName) -> Option<&LaneStage> {
     stage
         .lanes
         .iter()
@@ -479,7 +481,10 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
     let resolved: Vec<ResolvedPolicy> = cfg
         .policies
         .iter()
-        .map(|&p| cfg.step_config("Ti/16".parse().expect("valid"), 32, 0.35, p).resolved_policy())
+        .map(|&p| {
+            cfg.step_config("Ti/16".parse().expect("valid"), 32, 0.35, p)
+                .resolved_policy()
+        })
         .collect();
     let lanes = lanes(&resolved);
     let mut stages = Vec::new();
@@ -509,7 +514,11 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
                 .map(|x| x.total_s / cfg.batch as f64)
                 .collect();
             let flops = 3.0 * forward_flops(l.recipe, &mcfg, cfg.batch, V1_TEXT_PASSES).total();
-            let med = if per_image.is_empty() { f64::NAN } else { median(&per_image) };
+            let med = if per_image.is_empty() {
+                f64::NAN
+            } else {
+                median(&per_image)
+            };
             lane_stages.push(LaneStage {
                 recipe: l.recipe,
                 policies: l.policies.clone(),
@@ -595,8 +604,9 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
             portable_off_f32: !ovbench,
             threads: footprint::kernel_threads(),
         };
-        let predict =
-            |r: Recipe, b: usize| -> Result<u64, ReproError> { Ok(footprint::predict(&setting(r, b))?.step.bytes) };
+        let predict = |r: Recipe, b: usize| -> Result<u64, ReproError> {
+            Ok(footprint::predict(&setting(r, b))?.step.bytes)
+        };
         let mut predictions = Vec::new();
         for &b in &per_chip {
             predictions.push((b, predict(Recipe::Ov1, b)?, predict(Recipe::Ov2, b)?));
@@ -675,7 +685,10 @@ fn preference(stages: &[StageMeasurement], policies: &[PolicyName]) -> Vec<Strin
         } else {
             PolicyName::MatchedF32
         };
-        if let (Some(f32s), Some(other)) = (speed(Recipe::Ov2, PolicyName::Released), speed(Recipe::Ov2, matched)) {
+        if let (Some(f32s), Some(other)) = (
+            speed(Recipe::Ov2, PolicyName::Released),
+            speed(Recipe::Ov2, matched),
+        ) {
             out.push(format!(
                 "time: OpenVision 2 ran at {f32s:.1} training GFLOP/s under `released` (f32) and \
                  {other:.1} under `{matched}` on this device: where these differ, `released` \
@@ -728,7 +741,10 @@ fn judge_claims(
                     }
                 };
                 let mut j = match p.ratio_ci95 {
-                    Some([lo, hi]) => judge(claim, &with(Measured::with_interval(p.ratio, lo, hi)).caveat(what)),
+                    Some([lo, hi]) => judge(
+                        claim,
+                        &with(Measured::with_interval(p.ratio, lo, hi)).caveat(what),
+                    ),
                     None => judge(claim, &with(Measured::point(p.ratio)).caveat(what)),
                 };
                 if let Some(why) = &p.inconclusive {
@@ -1023,12 +1039,21 @@ mod projection_tests {
     fn lanes_share_identical_executions() {
         let r: Vec<ResolvedPolicy> = [PolicyName::Released, PolicyName::MatchedBf16]
             .into_iter()
-            .map(|p| StepConfig { policy: p, ..StepConfig::small() }.resolved_policy())
+            .map(|p| {
+                StepConfig {
+                    policy: p,
+                    ..StepConfig::small()
+                }
+                .resolved_policy()
+            })
             .collect();
         let l = lanes(&r);
         assert_eq!(l.len(), 3, "{l:?}");
         let ov1: Vec<_> = l.iter().filter(|x| x.recipe == Recipe::Ov1).collect();
         assert_eq!(ov1.len(), 1);
-        assert_eq!(ov1[0].policies, [PolicyName::Released, PolicyName::MatchedBf16]);
+        assert_eq!(
+            ov1[0].policies,
+            [PolicyName::Released, PolicyName::MatchedBf16]
+        );
     }
 }

@@ -462,11 +462,7 @@ fn run_recipe(
         // The forward pass's own high point: the peak so far is folded into `peak`, then the
         // counter restarts at the live bytes.
         peak.fold();
-        let (loss, fwd) = clock::timed(&sync, || {
-            built
-                .model
-                .loss_with(&batch, &exec, mask_seed)
-        });
+        let (loss, fwd) = clock::timed(&sync, || built.model.loss_with(&batch, &exec, mask_seed));
         let loss = loss.map_err(ce)?;
         // Read before the backward pass, which consumes the loss to free its activations.
         let values = loss.values().map_err(ce)?;

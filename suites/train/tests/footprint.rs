@@ -33,7 +33,12 @@ fn warm() {
     step::run(&cfg, &mut NoProgress).unwrap();
 }
 
-fn setting<'a>(cfg: &StepConfig, mcfg: &'a ModelConfig, e: &'a Execution, r: Recipe) -> Setting<'a> {
+fn setting<'a>(
+    cfg: &StepConfig,
+    mcfg: &'a ModelConfig,
+    e: &'a Execution,
+    r: Recipe,
+) -> Setting<'a> {
     let ovbench = cfg.policy == PolicyName::Ovbench;
     Setting {
         recipe: r,
@@ -77,8 +82,9 @@ fn model_agrees_with_the_allocator_within_five_percent() {
             let mcfg = cfg.validate().unwrap();
             let pol = cfg.resolved_policy();
             for r in &rec.runs {
-                let f = footprint::predict(&setting(&cfg, &mcfg, pol.execution(r.recipe), r.recipe))
-                    .unwrap();
+                let f =
+                    footprint::predict(&setting(&cfg, &mcfg, pol.execution(r.recipe), r.recipe))
+                        .unwrap();
                 let m = &r.memory;
                 let (fw, st) = (
                     rel(f.forward.bytes, m.forward_peak_over_baseline_bytes),
@@ -127,8 +133,8 @@ fn model_finds_a_backward_peak() {
         let mcfg = cfg.validate().unwrap();
         let pol = cfg.resolved_policy();
         for r in &rec.runs {
-            let f =
-                footprint::predict(&setting(&cfg, &mcfg, pol.execution(r.recipe), r.recipe)).unwrap();
+            let f = footprint::predict(&setting(&cfg, &mcfg, pol.execution(r.recipe), r.recipe))
+                .unwrap();
             let m = &r.memory;
             assert!(
                 m.peak_over_baseline_bytes > m.forward_peak_over_baseline_bytes,
@@ -192,7 +198,10 @@ fn text_tower_recomputation_lowers_the_forward_peak_as_predicted() {
     let e = p.execution(Recipe::Ov1);
     let (kept_m, kept_p) = ov1_forward(e, false);
     let (remat_m, remat_p) = ov1_forward(e, true);
-    assert!(remat_m < kept_m, "recomputation: {remat_m} B, without: {kept_m} B");
+    assert!(
+        remat_m < kept_m,
+        "recomputation: {remat_m} B, without: {kept_m} B"
+    );
     let (dm, dp) = (kept_m - remat_m, kept_p as i64 - remat_p as i64);
     assert!(
         ((dp as f64) / (dm as f64) - 1.0).abs() < 0.05,
@@ -222,8 +231,9 @@ fn bf16_activations_change_the_forward_peak_as_predicted() {
         rec.runs
             .iter()
             .map(|r| {
-                let f = footprint::predict(&setting(&cfg, &mcfg, pol.execution(r.recipe), r.recipe))
-                    .unwrap();
+                let f =
+                    footprint::predict(&setting(&cfg, &mcfg, pol.execution(r.recipe), r.recipe))
+                        .unwrap();
                 let bf16: u64 = f
                     .forward
                     .terms
@@ -242,7 +252,11 @@ fn bf16_activations_change_the_forward_peak_as_predicted() {
                     })
                     .map(|t| t.bytes)
                     .sum();
-                (r.memory.forward_peak_over_baseline_bytes as i64, f.forward.bytes as i64, bf16)
+                (
+                    r.memory.forward_peak_over_baseline_bytes as i64,
+                    f.forward.bytes as i64,
+                    bf16,
+                )
             })
             .collect::<Vec<_>>()
     };
@@ -280,7 +294,10 @@ fn bf16_first_moment_halves_its_bytes_in_the_allocator() {
         let before = alloc::snapshot().current_bytes;
         let opt = AdamW::with_state(&built.params.params, AdamWConfig::default(), st).unwrap();
         let after = alloc::snapshot().current_bytes;
-        assert_eq!(opt.state_bytes() as u64, (4 + mu.size_in_bytes() as u64) * n);
+        assert_eq!(
+            opt.state_bytes() as u64,
+            (4 + mu.size_in_bytes() as u64) * n
+        );
         after - before
     };
     let (f32s, bf16) = (bytes(MomentDtype::F32), bytes(MomentDtype::Bf16));

@@ -63,13 +63,7 @@ fn agree(name: &str, inputs: &[Tensor], out_shape: &[usize], f: OpFn<'_>) {
     agree_within(name, inputs, out_shape, f, 1e-10)
 }
 
-fn agree_within(
-    name: &str,
-    inputs: &[Tensor],
-    out_shape: &[usize],
-    f: OpFn<'_>,
-    f64_tol: f64,
-) {
+fn agree_within(name: &str, inputs: &[Tensor], out_shape: &[usize], f: OpFn<'_>, f64_tol: f64) {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 2e-4 } else { f64_tol };
         let xs: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(dtype).unwrap()).collect();
@@ -248,8 +242,8 @@ fn xent(targets: Tensor, weights: Tensor) -> impl Fn(&[Tensor], Kernels) -> Tens
             k,
         )
         .unwrap()
-            .reshape(1)
-            .unwrap()
+        .reshape(1)
+        .unwrap()
     }
 }
 

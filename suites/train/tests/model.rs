@@ -386,8 +386,7 @@ fn flop_model_matches_executed_matmuls() {
             ModelConfig::new("Ti/16".parse().unwrap(), res, keep, PrefixAttention::Causal).unwrap();
         let built = build(recipe, &cfg, 0, &Device::Cpu).unwrap();
         let b = Batch::synthetic(bsz, res, &TextLengths::default(), 0, &Device::Cpu).unwrap();
-        let (_, macs) =
-            ovbench_train::macs::count(|| built.model.loss(&b, Exec::F32, 0).unwrap());
+        let (_, macs) = ovbench_train::macs::count(|| built.model.loss(&b, Exec::F32, 0).unwrap());
         let model = ovbench_train::flops::forward_flops(
             recipe,
             &cfg,

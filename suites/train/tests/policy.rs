@@ -18,7 +18,8 @@ use ovbench_train::step::{self, NoProgress, StepConfig};
 
 /// Ti/16 at 32 px (4 patches), every stack 2 blocks deep, real vocabulary and text lengths.
 fn tiny() -> ModelConfig {
-    let mut c = ModelConfig::new("Ti/16".parse().unwrap(), 32, 0.5, PrefixAttention::Causal).unwrap();
+    let mut c =
+        ModelConfig::new("Ti/16".parse().unwrap(), 32, 0.5, PrefixAttention::Causal).unwrap();
     let small = |width| StackDims {
         width,
         depth: 2,
@@ -52,7 +53,13 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
     let a = a.to_dtype(DType::F64).unwrap();
     let b = b.to_dtype(DType::F64).unwrap();
     let d = (&a - &b).unwrap().abs().unwrap().max_all().unwrap();
-    let s = a.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    let s = a
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     d.to_scalar::<f64>().unwrap() / s.max(1e-12)
 }
 
@@ -60,7 +67,12 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
 fn loss_and_grads(recipe: Recipe, x: &RecipeExec) -> (f32, Vec<(String, Tensor)>) {
     let built = build(recipe, &tiny(), 3, &Device::Cpu).unwrap();
     let loss = built.model.loss_with(&batch(3), x, 5).unwrap();
-    let total = loss.total.to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
+    let total = loss
+        .total
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     let grads = built.model.backward(loss, &built.params).unwrap();
     let g = built
         .params
@@ -103,7 +115,10 @@ fn text_tower_recomputation_leaves_losses_and_gradients_bit_identical() {
             .filter(|((_, a), (_, b))| bits(a) != bits(b))
             .map(|((name, a), (_, b))| format!("{name} (max rel {:.1e})", max_rel(a, b)))
             .collect();
-        assert!(differ.is_empty(), "{kernels:?}: gradients differ: {differ:?}");
+        assert!(
+            differ.is_empty(),
+            "{kernels:?}: gradients differ: {differ:?}"
+        );
     }
 }
 
@@ -114,24 +129,30 @@ fn text_tower_recomputation_leaves_losses_and_gradients_bit_identical() {
 fn kept_and_recomputed_attention_agree() {
     for recipe in [Recipe::Ov1, Recipe::Ov2] {
         let with = |e: Exec, a: AttentionProbs| {
-            loss_and_grads(
-                recipe,
-                &RecipeExec::uniform(Exec { attention: a, ..e }),
-            )
+            loss_and_grads(recipe, &RecipeExec::uniform(Exec { attention: a, ..e }))
         };
         let (l0, g0) = with(Exec::F32, AttentionProbs::Keep);
         let (l1, g1) = with(Exec::F32, AttentionProbs::Recompute);
         assert_eq!(l0.to_bits(), l1.to_bits(), "{recipe:?} fused: {l0} vs {l1}");
         for ((name, a), (_, b)) in g0.iter().zip(&g1) {
-            assert!(bits(a) == bits(b), "{recipe:?} fused: gradient of {name} differs");
+            assert!(
+                bits(a) == bits(b),
+                "{recipe:?} fused: gradient of {name} differs"
+            );
         }
         let portable = Exec::F32.with_kernels(Kernels::Portable);
         let (l0, g0) = with(portable, AttentionProbs::Keep);
         let (l1, g1) = with(portable, AttentionProbs::Recompute);
-        assert!((l0 - l1).abs() <= 1e-6 * l0.abs(), "{recipe:?} portable: {l0} vs {l1}");
+        assert!(
+            (l0 - l1).abs() <= 1e-6 * l0.abs(),
+            "{recipe:?} portable: {l0} vs {l1}"
+        );
         for ((name, a), (_, b)) in g0.iter().zip(&g1) {
             let r = max_rel(a, b);
-            assert!(r < 1e-5, "{recipe:?} portable: gradient of {name} differs by {r:.2e}");
+            assert!(
+                r < 1e-5,
+                "{recipe:?} portable: gradient of {name} differs by {r:.2e}"
+            );
         }
     }
 }
@@ -141,15 +162,24 @@ fn kept_and_recomputed_attention_agree() {
 fn materialized_and_fused_loss_agree() {
     for recipe in [Recipe::Ov1, Recipe::Ov2] {
         let with = |l: LossBuffers| {
-            let e = Exec { loss: l, ..Exec::F32 };
+            let e = Exec {
+                loss: l,
+                ..Exec::F32
+            };
             loss_and_grads(recipe, &RecipeExec::uniform(e))
         };
         let (l0, g0) = with(LossBuffers::Fused);
         let (l1, g1) = with(LossBuffers::Materialized);
-        assert!((l0 - l1).abs() <= 1e-5 * l0.abs(), "{recipe:?}: {l0} vs {l1}");
+        assert!(
+            (l0 - l1).abs() <= 1e-5 * l0.abs(),
+            "{recipe:?}: {l0} vs {l1}"
+        );
         for ((name, a), (_, b)) in g0.iter().zip(&g1) {
             let r = max_rel(a, b);
-            assert!(r < 1e-3, "{recipe:?}: gradient of {name} differs by {r:.2e}");
+            assert!(
+                r < 1e-3,
+                "{recipe:?}: gradient of {name} differs by {r:.2e}"
+            );
         }
     }
 }
@@ -186,7 +216,10 @@ fn bf16_activations_keep_the_loss_within_bf16_tolerance() {
     for (i, (a, b)) in f32.iter().zip(&bf16).enumerate() {
         let rel = (a - b).abs() / a.abs();
         assert!(rel <= 1e-2, "step {i}: f32 {a} vs bf16 {b} (rel {rel:.2e})");
-        assert!(rel > 0.0, "step {i}: bf16 gave the f32 loss exactly: not run in bf16?");
+        assert!(
+            rel > 0.0,
+            "step {i}: bf16 gave the f32 loss exactly: not run in bf16?"
+        );
     }
 }
 
@@ -225,7 +258,11 @@ fn bf16_first_moment_halves_its_bytes() {
     let (b, bytes_bf16) = train(bf16, 3);
     let n: usize = a.iter().map(|(_, v)| v.len()).sum();
     assert_eq!(bytes_f32, 8 * n, "two f32 moments");
-    assert_eq!(bytes_bf16, 6 * n, "the first moment in 2 bytes instead of 4");
+    assert_eq!(
+        bytes_bf16,
+        6 * n,
+        "the first moment in 2 bytes instead of 4"
+    );
     let mut moved = false;
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         for (p, q) in x.iter().zip(y) {
@@ -253,10 +290,8 @@ fn decay_set_changes_which_parameters_decay_and_nothing_else() {
     let cfg = AdamWConfig::default();
     let built = build(Recipe::Ov1, &tiny(), 3, &Device::Cpu).unwrap();
     let mut differ = Vec::new();
-    for (((name, x), (_, y)), ((_, p0), param)) in a
-        .iter()
-        .zip(&b)
-        .zip(init.iter().zip(&built.params.params))
+    for (((name, x), (_, y)), ((_, p0), param)) in
+        a.iter().zip(&b).zip(init.iter().zip(&built.params.params))
     {
         let decays_only_under_all = param.decay && !param.kernel;
         if !decays_only_under_all {
@@ -306,7 +341,9 @@ fn the_record_holds_the_resolved_policy_with_sources() {
             true
         );
         for field in policy::field_paths(recipe) {
-            let s = json["policy"]["sources"][&field].as_str().unwrap_or_default();
+            let s = json["policy"]["sources"][&field]
+                .as_str()
+                .unwrap_or_default();
             assert!(!s.is_empty(), "{field}: no source in the record");
         }
     }

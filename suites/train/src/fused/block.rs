@@ -632,7 +632,14 @@ vmath::simd_kernel! {
 fn head_probs<T: Real>(qkv: &[T], mask: Option<&[T]>, dm: Dims, bi: usize, h: usize, p: &mut [T]) {
     let n = dm.n;
     let [q, k, _] = head_qkv(qkv, dm, bi, h);
-    matmul(&mut MatMut::new(p, n, n), q, k.t(), dm.scale::<T>(), false, Par::Seq);
+    matmul(
+        &mut MatMut::new(p, n, n),
+        q,
+        k.t(),
+        dm.scale::<T>(),
+        false,
+        Par::Seq,
+    );
     masked_softmax_rows(p, mask, n);
 }
 

@@ -132,7 +132,11 @@ macro_rules! on_float {
 pub(crate) use on_float;
 
 /// The contiguous CPU data of a tensor's storage.
-pub(crate) fn cpu_data<'a, T: Real>(op: &str, s: &'a candle_core::Storage, l: &Layout) -> Result<&'a [T]> {
+pub(crate) fn cpu_data<'a, T: Real>(
+    op: &str,
+    s: &'a candle_core::Storage,
+    l: &Layout,
+) -> Result<&'a [T]> {
     match s {
         candle_core::Storage::Cpu(c) => slice::<T>(op, c, l),
         _ => Err(msg(op, "tensors must be on the CPU")),

@@ -246,7 +246,6 @@ fn scale_rows<T: Real>(m: &mut [T], by: &[T], cols: usize) {
     }
 }
 
-
 /// −log softmax(`h` `w`)\[target\] per row: `h` (N, D), `w` (D, V), `targets` (N) u32 → (N).
 /// Holds one (N, V) buffer (the logits' gradient) between the passes.
 pub fn linear_nll(h: &Tensor, w: &Tensor, targets: &Tensor) -> Result<Tensor> {

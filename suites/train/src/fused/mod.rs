@@ -39,8 +39,8 @@ pub mod vmath;
 pub use common::Real;
 pub(crate) use common::{cast, cpu_tensor, msg, slice, take_once, tensor_of, CHUNK_ROWS};
 pub use cross_entropy::{linear_nll, row_nll};
-pub(crate) use gelu::{GELU_C, SQRT_2_OVER_PI};
 pub use gelu::gelu;
+pub(crate) use gelu::{GELU_C, SQRT_2_OVER_PI};
 pub use layer_norm::layer_norm;
 pub use softmax::softmax;
 
@@ -82,9 +82,7 @@ impl FromStr for Kernels {
 
 /// Whether the fused kernel applies to `t` under the kernel choice `k`.
 pub fn applies(t: &Tensor, k: Kernels) -> bool {
-    k == Kernels::Fused
-        && t.device().is_cpu()
-        && matches!(t.dtype(), DType::F32 | DType::F64)
+    k == Kernels::Fused && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
 /// Whether the device-generic single ops ([`portable`]) apply to `t` under `k`: always with

@@ -480,7 +480,10 @@ impl<S: Send> CustomOp2 for Saved<S> {
             self.name,
             "backward pass ran twice over one forward pass (its saved buffers are freed after the first)",
         )?;
-        Ok((Some((self.bwd)(&x.detach(), saved, &dy.detach())?.detach()), None))
+        Ok((
+            Some((self.bwd)(&x.detach(), saved, &dy.detach())?.detach()),
+            None,
+        ))
     }
 }
 
