@@ -37,6 +37,8 @@ enum Command {
     EvalFixture(cmd::eval::FixtureArgs),
     /// Check the paper's efficiency claims one by one: published, measured, verdict
     Repro(cmd::repro::ReproArgs),
+    /// The analytic memory model term by term: against the allocator (--check), Table 4 (--table4)
+    Memory(cmd::memory::MemoryArgs),
     /// Score TextVQA / ChartQA / OCRBench predictions exactly as the reference toolkits do
     Score(cmd::score::ScoreArgs),
     /// Gate a record against a baseline: exit 0 no regression, 1 regression, 2 unusable input
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Step(a) => cmd::step::run(a),
         Command::Score(a) => cmd::score::run(a),
         Command::Repro(a) => cmd::repro::run(a),
+        Command::Memory(a) => cmd::memory::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::EvalFixture(a) => cmd::eval::fixture(a),
         Command::Gate(a) => cmd::gate::run(a),

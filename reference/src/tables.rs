@@ -10,7 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The two training recipes compared by the paper.
+/// The two training recipes compared by the paper: the one recipe type of the whole workspace
+/// (the training suite replays them, the reference data and the plots name them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Recipe {
     /// OpenVision (v1): contrastive + captioning, no token masking.
@@ -38,11 +39,29 @@ impl Recipe {
         }
     }
 
+    /// The name tables and progress lines show (the paper's).
+    pub fn label(self) -> &'static str {
+        self.paper_name()
+    }
+
     pub(crate) fn from_key(s: &str) -> Option<Self> {
         match s {
             "ov1" => Some(Self::Ov1),
             "ov2" => Some(Self::Ov2),
             _ => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Recipe {
+    type Err = String;
+    /// The key (`ov1`, `ov2`) or the lower-case name (`openvision`, `openvision2`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "openvision" => Ok(Self::Ov1),
+            "openvision2" => Ok(Self::Ov2),
+            _ => Self::from_key(s)
+                .ok_or_else(|| format!("unknown recipe '{s}' (expected ov1 or ov2)")),
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod check;
 pub mod compare;
 pub mod eval;
 pub mod gate;
+pub mod memory;
 pub mod report;
 pub mod repro;
 pub mod score;

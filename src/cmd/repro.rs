@@ -4,6 +4,7 @@ use anyhow::Context;
 use ovbench_harness::io::OutputSet;
 use ovbench_harness::{record, table, Record};
 use ovbench_train::device::{DTypeArg, DeviceArg};
+use ovbench_train::policy::PolicyName;
 use ovbench_train::recipe::{Recipe, Remat};
 use ovbench_train::repro::{self, Preset, ReproConfig};
 use ovbench_train::step::Progress;
@@ -12,8 +13,10 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Presets: small (Ti/16 standing in for L/14 at the same patch counts; a few \
-minutes on 2 CPU cores), l14-224 and so400m-384 (the paper's backbones; meant for a GPU).\n\
+    after_help = "Presets: small (Ti/16 standing in for L/14 at the same patch counts), l14-224 \
+and so400m-384 (the paper's backbones).\n\
+Every claim is judged under each --policy (default: released and matched-bf16); the recipes' \
+steps are alternated A B A B; see docs/policies-and-memory.md.\n\
 Writes results/repro-<time>.json and .md unless --no-record."
 )]
 pub struct ReproArgs {
@@ -23,21 +26,29 @@ pub struct ReproArgs {
     /// cpu or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Matmul precision: f32, bf16 or f16
-    #[arg(long, default_value = "f32")]
-    pub dtype: DTypeArg,
+    /// Execution policies to judge every claim under, comma-separated: released,
+    /// matched-bf16, matched-f32, ovbench
+    #[arg(long, default_value = "released,matched-bf16", value_delimiter = ',')]
+    pub policy: Vec<PolicyName>,
+    /// Matmul precision of the ovbench policy: f32 (default), bf16 or f16
+    #[arg(long)]
+    pub dtype: Option<DTypeArg>,
     /// Per-device batch of the timed steps (memory is also measured at twice this)
     #[arg(long, default_value_t = 2)]
     pub batch: usize,
-    /// Measured steps per stage and recipe
+    /// Measured steps per stage and recipe (alternated; 2 or more give an interval)
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
     /// Warm-up steps per stage and recipe
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// Image-encoder activation recomputation (the released recipe uses full)
-    #[arg(long, default_value = "full")]
-    pub remat: Remat,
+    /// Image-encoder recomputation of the ovbench policy: full (default) or none
+    #[arg(long)]
+    pub remat: Option<Remat>,
+    /// Do not time OpenVision's periodic zero-shot evaluation (the wall-clock projection then
+    /// equals the steps-alone one)
+    #[arg(long)]
+    pub no_eval_loop: bool,
     /// Kernels, as for `ovbench step --kernels` (fused: the fused CPU kernels, the portable
     /// ops on CUDA)
     #[arg(long, default_value = "fused")]
@@ -58,13 +69,9 @@ pub struct ReproArgs {
     /// Seconds the torch engine may go without reporting before it is killed
     #[arg(long, default_value_t = 1800.0)]
     pub engine_timeout: f64,
-    /// Per-device memory cap for the fits/OOM claims and the max-batch search
+    /// Per-device memory cap for the fits/OOM claims and the largest batch
     #[arg(long, default_value = "32GB")]
     pub mem_cap: String,
-    /// Largest batch that the real-step max-batch search (a bisection started at the memory
-    /// model's prediction) may run
-    #[arg(long, default_value_t = 8)]
-    pub confirm_limit: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// CPU threads for matrix products (0: all)
@@ -96,22 +103,34 @@ impl Progress for Dots {
 
 pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
     let cap = table::parse_bytes(&args.mem_cap).map_err(|e| anyhow::anyhow!("--mem-cap: {e}"))?;
+    if !args.policy.contains(&PolicyName::Ovbench) && (args.dtype.is_some() || args.remat.is_some())
+    {
+        anyhow::bail!(
+            "--dtype and --remat set the ovbench policy; add it to --policy, or let the other \
+             policies set precision and recomputation per module"
+        );
+    }
+    if args.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
+    }
+    let defaults = ReproConfig::new(args.preset);
     let cfg = ReproConfig {
         device: args.device,
-        dtype: args.dtype,
+        policies: args.policy.clone(),
+        dtype: args.dtype.unwrap_or(defaults.dtype),
         seed: args.seed,
         steps: args.steps,
         warmup: args.warmup,
         batch: args.batch,
-        remat: args.remat,
+        remat: args.remat.unwrap_or(defaults.remat),
         mem_cap_bytes: cap,
-        confirm_limit: args.confirm_limit,
         threads: args.threads,
         kernels: args.kernels,
+        eval_loop: !args.no_eval_loop,
         engine: args.engine,
         compile: args.compile,
         nproc: args.nproc,
-        ..ReproConfig::new(args.preset)
+        ..defaults
     };
     cfg.validate().map_err(anyhow::Error::msg)?;
     let json = (!args.no_record).then(|| record::default_path(&args.out, "repro"));
@@ -120,7 +139,7 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
             .context("--out: the record could not be written there")?;
     }
     if cfg.engine == ovbench_train::engine::EngineKind::Torch {
-        super::step::configure_torch(args.python.as_deref(), args.engine_timeout, 1.0)?;
+        super::step::configure_torch(args.python.as_deref(), args.engine_timeout)?;
     }
     super::step::apply_threads(cfg.threads, cfg.ew_threads);
     ovbench_harness::alloc::retain_freed_memory();

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use ovbench_harness::table::{self, bytes, seconds};
 use ovbench_train::device::{DTypeArg, DeviceArg};
+use ovbench_train::policy::PolicyName;
 use ovbench_train::step::{self, Progress, RecipeRun, StepConfig, StepRecord};
 use ovbench_train::{ModelName, PrefixAttention, Recipe};
 use std::path::PathBuf;
@@ -39,15 +40,22 @@ pub struct StepArgs {
     /// Seed of weights, inputs and masks
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Matmul precision: f32, bf16 or f16 (weights and optimizer state stay f32)
-    #[arg(long, default_value = "f32")]
-    pub dtype: DTypeArg,
+    /// Execution policy: ovbench (its own replay: --dtype, --remat, --kernels decide), released
+    /// (what the released scripts set, per recipe and module), matched-bf16 or matched-f32 (the
+    /// released settings with both recipes in one precision); see docs/policies-and-memory.md
+    #[arg(long, default_value = "ovbench")]
+    pub policy: PolicyName,
+    /// Matmul precision of the ovbench policy: f32 (default), bf16 or f16 (weights and
+    /// optimizer state stay f32); other policies set it per module
+    #[arg(long)]
+    pub dtype: Option<DTypeArg>,
     /// cpu or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Image-encoder activation recomputation: none, or full (as the released recipe)
-    #[arg(long, default_value = "none")]
-    pub remat: ovbench_train::recipe::Remat,
+    /// Image-encoder activation recomputation of the ovbench policy: none (default), or full;
+    /// other policies set it per module
+    #[arg(long)]
+    pub remat: Option<ovbench_train::recipe::Remat>,
     /// OpenVision 2 image-prefix attention: causal (released code) or prefix (bidirectional)
     #[arg(long, default_value = "causal")]
     pub attention: PrefixAttention,
@@ -119,13 +127,20 @@ pub struct StepArgs {
 }
 
 impl StepArgs {
-    pub fn config(&self) -> StepConfig {
+    pub fn config(&self) -> anyhow::Result<StepConfig> {
+        if self.policy != PolicyName::Ovbench && (self.dtype.is_some() || self.remat.is_some()) {
+            anyhow::bail!(
+                "--dtype and --remat set the ovbench policy; --policy {} sets precision and \
+                 recomputation per recipe and module (see docs/policies-and-memory.md)",
+                self.policy
+            );
+        }
         let recipes = match self.recipe.as_str() {
             "ov1" => vec![Recipe::Ov1],
             "ov2" => vec![Recipe::Ov2],
             _ => vec![Recipe::Ov1, Recipe::Ov2],
         };
-        StepConfig {
+        Ok(StepConfig {
             model: self.model,
             resolution: self.res,
             batch: self.batch,
@@ -135,17 +150,20 @@ impl StepArgs {
             steps: self.steps,
             warmup: self.warmup,
             seed: self.seed,
-            dtype: self.dtype,
+            dtype: self.dtype.unwrap_or(DTypeArg::F32),
             device: self.device,
             threads: self.threads,
             ew_threads: self.ew_threads,
-            remat: self.remat,
+            remat: self.remat.unwrap_or_default(),
             kernels: self.kernels,
             engine: self.engine,
             compile: self.compile,
             nproc: self.nproc,
+            mem_cap_bytes: self.mem_cap,
+            nvml_interval_ms: self.nvml_interval_ms,
+            policy: self.policy,
             ..StepConfig::small()
-        }
+        })
     }
 }
 
@@ -153,7 +171,6 @@ impl StepArgs {
 pub fn configure_torch(
     python: Option<&std::path::Path>,
     timeout_s: f64,
-    nvml_interval_ms: f64,
 ) -> anyhow::Result<()> {
     use ovbench_train::engine::torch;
     if !(timeout_s > 0.0 && timeout_s.is_finite()) {
@@ -167,7 +184,6 @@ pub fn configure_torch(
         python,
         script,
         timeout: std::time::Duration::from_secs_f64(timeout_s),
-        nvml_interval: std::time::Duration::from_secs_f64(nvml_interval_ms / 1e3),
         checked: None,
     });
     Ok(())
@@ -210,17 +226,10 @@ pub fn apply_threads(threads: usize, ew_threads: usize) {
 }
 
 pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
-    let cfg = args.config();
+    let cfg = args.config()?;
     // Validate before any work so that bad arguments never leave a record behind.
     cfg.validate().map_err(anyhow::Error::msg)?;
     apply_threads(cfg.threads, cfg.ew_threads);
-    if !(args.nvml_interval_ms > 0.0 && args.nvml_interval_ms.is_finite()) {
-        anyhow::bail!("--nvml-interval-ms must be a positive number");
-    }
-    ovbench_train::gpu_memory::set_mem_cap(args.mem_cap);
-    ovbench_train::gpu_memory::set_sample_interval(std::time::Duration::from_secs_f64(
-        args.nvml_interval_ms / 1e3,
-    ));
     if !args.no_malloc_retain {
         ovbench_harness::alloc::retain_freed_memory();
     }
@@ -229,11 +238,7 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--check-same needs --engine torch");
     }
     if torch && args.export_init.is_none() {
-        configure_torch(
-            args.python.as_deref(),
-            args.engine_timeout,
-            args.nvml_interval_ms,
-        )?;
+        configure_torch(args.python.as_deref(), args.engine_timeout)?;
     }
     if let Some(dir) = &args.export_init {
         for e in ovbench_train::export::export(&cfg, dir, args.export_forward_only)? {
@@ -301,6 +306,10 @@ pub fn render(rec: &StepRecord) -> String {
             if compile { " (compiled)" } else { "" }
         ),
     };
+    let precision = match c.policy {
+        PolicyName::Ovbench => c.dtype.name().to_string(),
+        p => format!("policy {p}"),
+    };
     let mut out = format!(
         "{} at {} px, batch {}{}, keep {}, {} on {}, engine {engine}, {} measured steps after {} warm-up (seed {})\n",
         c.model,
@@ -308,7 +317,7 @@ pub fn render(rec: &StepRecord) -> String {
         c.batch,
         if c.nproc > 1 { " per device" } else { "" },
         c.keep_ratio,
-        c.dtype.name(),
+        precision,
         c.device,
         c.steps,
         c.warmup,
@@ -553,6 +562,20 @@ pub fn render(rec: &StepRecord) -> String {
             f.status,
             f.error
         ));
+    }
+    if let Some(p) = rec
+        .policy
+        .as_ref()
+        .filter(|p| p.name != PolicyName::Ovbench)
+    {
+        for r in &rec.runs {
+            out.push_str(&format!(
+                "\npolicy {} ({}): {}",
+                p.name,
+                r.label,
+                ovbench_train::policy::summary(p.execution(r.recipe))
+            ));
+        }
     }
     for r in &rec.runs {
         for n in &r.notes {

@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 /// scripts/torch_vs_ovbench.py writes from the step records of its alternating runs.
 pub const CURRENT_SCHEMAS: &[(&str, u32)] = &[
     ("step", 2),
+    // repro/3, the layout before execution policies, carries its envelope: still readable.
     ("repro", 3),
+    ("repro", 4),
     ("score", 2),
     ("eval", 2),
     ("engines", 1),
+    ("memory", 1),
 ];
 
 /// ovbench files that are inputs to a measurement, not measurements: listed, not judged.

@@ -24,7 +24,7 @@ use crate::error::{CandleCtx, EvalError, Result};
 use crate::tensors;
 use candle_core::{DType, Device, Tensor};
 use ovbench_train::config::StackDims;
-use ovbench_train::layers::Precision;
+use ovbench_train::layers::Exec;
 use ovbench_train::params::{Init, ParamStore};
 use ovbench_train::vit::VisionTransformer;
 use ovbench_train::vit_pretrained::{self, Gelu};
@@ -521,7 +521,7 @@ impl VisionTower {
         }
         let h = self
             .vit
-            .hidden_states(pixels, layers as usize, self.gelu, Precision::F32)
+            .hidden_states(pixels, layers as usize, self.gelu, Exec::F32)
             .ctx(|| "vision tower forward".into())?;
         let n = h.dim(1).ctx(|| "vision tower output".into())? - 1;
         h.narrow(1, 1, n).ctx(|| "vision tower output".into())

@@ -8,8 +8,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ovbench_train::config::StackDims;
-use ovbench_train::fused::{grads, with_kernels, Kernels};
-use ovbench_train::layers::{mask_from, Block, Precision};
+use ovbench_train::fused::{grads, Kernels};
+use ovbench_train::layers::{mask_from, Block, Exec};
 use ovbench_train::params::ParamStore;
 use std::hint::black_box;
 
@@ -34,24 +34,24 @@ fn bench_block(
     for k in [Kernels::Composed, Kernels::Fused] {
         let label = format!("{k:?}").to_lowercase();
         g.bench_function(format!("{label}/forward"), |b| {
-            with_kernels(k, || {
-                b.iter(|| {
-                    black_box(
-                        block
-                            .forward(&x.as_tensor().detach(), mask.as_ref(), Precision::F32)
-                            .unwrap(),
-                    )
-                })
+            b.iter(|| {
+                black_box(
+                    block
+                        .forward(
+                            &x.as_tensor().detach(),
+                            mask.as_ref(),
+                            Exec::F32.with_kernels(k),
+                        )
+                        .unwrap(),
+                )
             })
         });
         g.bench_function(format!("{label}/forward+backward"), |b| {
-            with_kernels(k, || {
-                b.iter(|| {
-                    let y = block
-                        .forward(x.as_tensor(), mask.as_ref(), Precision::F32)
-                        .unwrap();
-                    black_box(grads::backward(&y.sum_all().unwrap()).unwrap())
-                })
+            b.iter(|| {
+                let y = block
+                    .forward(x.as_tensor(), mask.as_ref(), Exec::F32.with_kernels(k))
+                    .unwrap();
+                black_box(grads::backward(&y.sum_all().unwrap()).unwrap())
             })
         });
     }

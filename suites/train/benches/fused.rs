@@ -4,15 +4,15 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, Criterion};
-use ovbench_train::fused::{self, with_kernels, Kernels};
-use ovbench_train::layers::{mask_from, LayerNorm};
+use ovbench_train::fused::{self, Kernels};
+use ovbench_train::layers::{mask_from, Exec, LayerNorm};
 use std::hint::black_box;
 
 fn randn(shape: &[usize]) -> Tensor {
     Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap()
 }
 
-type Op = Box<dyn Fn(&Tensor) -> Tensor>;
+type Op = Box<dyn Fn(&Tensor, Kernels) -> Tensor>;
 
 fn bench_op(c: &mut Criterion, name: &str, shape: &[usize], op: Op) {
     let x = randn(shape);
@@ -21,15 +21,13 @@ fn bench_op(c: &mut Criterion, name: &str, shape: &[usize], op: Op) {
     for k in [Kernels::Composed, Kernels::Fused] {
         let label = format!("{k:?}").to_lowercase();
         g.bench_function(format!("{label}/forward"), |b| {
-            with_kernels(k, || b.iter(|| black_box(op(&x))))
+            b.iter(|| black_box(op(&x, k)))
         });
         let v = Var::from_tensor(&x).unwrap();
         g.bench_function(format!("{label}/forward+backward"), |b| {
-            with_kernels(k, || {
-                b.iter(|| {
-                    let y = op(v.as_tensor());
-                    black_box(fused::grads::backward(&y.sum_all().unwrap()).unwrap())
-                })
+            b.iter(|| {
+                let y = op(v.as_tensor(), k);
+                black_box(fused::grads::backward(&y.sum_all().unwrap()).unwrap())
             })
         });
     }
@@ -46,15 +44,15 @@ fn kernels(c: &mut Criterion) {
         c,
         "layer_norm 8x50x192",
         &[8, 50, d],
-        Box::new(move |x| ln.forward(x).unwrap()),
+        Box::new(move |x, k| ln.forward(x, Exec::F32.with_kernels(k)).unwrap()),
     );
     let mask = mask_from(128, |i, j| j <= i, DType::F32, &Device::Cpu).unwrap();
     bench_op(
         c,
         "masked_softmax 8x4x128x128",
         &[8, 4, 128, 128],
-        Box::new(move |x| {
-            if fused::applies(x) {
+        Box::new(move |x, k| {
+            if fused::applies(x, k) {
                 fused::softmax(x, Some(&mask)).unwrap()
             } else {
                 candle_nn::ops::softmax(&x.broadcast_add(&mask).unwrap(), candle_core::D::Minus1)
@@ -66,8 +64,8 @@ fn kernels(c: &mut Criterion) {
         c,
         "gelu 8x50x768",
         &[8, 50, 768],
-        Box::new(|x| {
-            if fused::applies(x) {
+        Box::new(|x, k| {
+            if fused::applies(x, k) {
                 fused::gelu(x).unwrap()
             } else {
                 x.gelu().unwrap()
@@ -89,7 +87,7 @@ fn kernels(c: &mut Criterion) {
         c,
         "cross_entropy 8x79x32000",
         &[8, 79, vocab],
-        Box::new(move |x| ovbench_train::loss::caption_xent(x, &targets, &weights).unwrap()),
+        Box::new(move |x, k| ovbench_train::loss::caption_xent(x, &targets, &weights, k).unwrap()),
     );
     // The vocabulary head and its loss together: (8·79, 192) hidden states (the default step's
     // OpenVision 2 decoder), a (192, 32000) head.
@@ -112,13 +110,13 @@ fn kernels(c: &mut Criterion) {
         c,
         "head+cross_entropy 8x79x192 -> 32000",
         &[8, 79, 192],
-        Box::new(move |x| {
+        Box::new(move |x, k| {
             ovbench_train::loss::caption_loss(
                 x,
                 &head,
                 &targets,
                 &weights2,
-                ovbench_train::layers::Precision::F32,
+                Exec::F32.with_kernels(k),
             )
             .unwrap()
         }),

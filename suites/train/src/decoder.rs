@@ -6,7 +6,7 @@
 //! by one], no text position embedding, final LN and a bias-free vocabulary head.
 
 use crate::config::{PrefixAttention, StackDims, V1_QUERIES, VOCAB};
-use crate::layers::{mask_from, LayerNorm, Linear, Precision, Stack};
+use crate::layers::{mask_from, Exec, LayerNorm, Linear, Stack};
 use crate::params::ParamStore;
 use candle_core::{Result, Tensor};
 
@@ -40,14 +40,14 @@ impl DecoderV1 {
 
     /// `img`: (B, N, Dimg) patch tokens; `alt`: (B, La, Wtxt) alt-text tokens.
     /// Returns logits (B, 128, V) on the learnable query positions.
-    pub fn forward(&self, img: &Tensor, alt: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn forward(&self, img: &Tensor, alt: &Tensor, p: Exec) -> Result<Tensor> {
         self.head
             .forward(&self.hidden(img, alt, p)?, p)?
             .to_dtype(p.master)
     }
 
     /// The normalised hidden states (B, 128, D) that the vocabulary head reads.
-    pub fn hidden(&self, img: &Tensor, alt: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn hidden(&self, img: &Tensor, alt: &Tensor, p: Exec) -> Result<Tensor> {
         let b = img.dim(0)?;
         let img = self.img_proj.forward(img, p)?.to_dtype(p.master)?;
         let alt = self.txt_proj.forward(alt, p)?.to_dtype(p.master)?;
@@ -66,7 +66,7 @@ impl DecoderV1 {
             x.device(),
         )?;
         let x = self.blocks.forward(&x, Some(&mask), p)?;
-        self.norm.forward(&x.narrow(1, prefix, V1_QUERIES)?)
+        self.norm.forward(&x.narrow(1, prefix, V1_QUERIES)?, p)
     }
 }
 
@@ -100,14 +100,14 @@ impl DecoderV2 {
 
     /// `kept`: (B, K, Dimg) kept image tokens; `text_in`: (B, L) u32 caption ids without the last.
     /// Returns logits (B, L, V) on the text positions.
-    pub fn forward(&self, kept: &Tensor, text_in: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn forward(&self, kept: &Tensor, text_in: &Tensor, p: Exec) -> Result<Tensor> {
         self.head
             .forward(&self.hidden(kept, text_in, p)?, p)?
             .to_dtype(p.master)
     }
 
     /// The normalised hidden states (B, L, D) that the vocabulary head reads.
-    pub fn hidden(&self, kept: &Tensor, text_in: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn hidden(&self, kept: &Tensor, text_in: &Tensor, p: Exec) -> Result<Tensor> {
         let (b, l) = text_in.dims2()?;
         let k = kept.dim(1)?;
         let img = self.img_proj.forward(kept, p)?.to_dtype(p.master)?;
@@ -122,6 +122,6 @@ impl DecoderV2 {
             PrefixAttention::Prefix => mask_from(t, |i, j| j < k || j <= i, p.master, x.device())?,
         };
         let x = self.blocks.forward(&x, Some(&mask), p)?;
-        self.norm.forward(&x.narrow(1, k, l)?)
+        self.norm.forward(&x.narrow(1, k, l)?, p)
     }
 }

@@ -21,10 +21,9 @@
 
 use crate::config::ModelConfig;
 use crate::data::{keep_indices, Batch};
-use crate::layers::Precision;
 use crate::optim::AdamW;
 use crate::params::Module;
-use crate::recipe::{build, Recipe};
+use crate::recipe::{build, Recipe, RecipeExec};
 use crate::step::StepConfig;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -119,6 +118,13 @@ pub fn export(
     forward_only: bool,
 ) -> Result<Vec<Exported>, ExportError> {
     let mcfg = cfg.validate().map_err(ExportError::Config)?;
+    if cfg.policy != crate::policy::PolicyName::Ovbench {
+        // The PyTorch side (scripts/torch_step.py) replays ovbench's own policy only.
+        return Err(ExportError::Config(format!(
+            "--export-init replays the ovbench policy only (got --policy {})",
+            cfg.policy
+        )));
+    }
     let device = cfg.device.open().map_err(ExportError::Device)?;
     cfg.recipes
         .iter()
@@ -201,10 +207,13 @@ fn export_recipe(
     forward_only: bool,
 ) -> Result<Exported, ExportError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let precision = Precision {
-        compute: cfg.dtype.dtype(),
-        master: DType::F32,
-    };
+    // The ovbench policy (checked by `export`): every module in --dtype, --remat on the encoder.
+    let (mut exec, _) = RecipeExec::from_execution(
+        cfg.resolved_policy().execution(recipe),
+        cfg.kernels,
+        cfg.device,
+    );
+    exec.text_one_batch = false;
     let built = build(recipe, mcfg, cfg.seed, device)?;
     let params = &built.params;
     let batch = Batch::synthetic(
@@ -237,7 +246,7 @@ fn export_recipe(
     // Step 0: loss and gradients from the exported weights, then one AdamW update.
     let mut losses = Vec::new();
     let seed0 = mask_seed(cfg.seed, 0);
-    let loss = built.model.loss_with(&batch, precision, seed0, cfg.remat)?;
+    let loss = built.model.loss_with(&batch, &exec, seed0)?;
     let v = loss.values()?;
     losses.push(ExportedLoss {
         step: 0,
@@ -279,10 +288,7 @@ fn export_recipe(
     drop(grads);
     // Step 1: the loss after the update, same batch, the next mask.
     let seed1 = mask_seed(cfg.seed, 1);
-    let v = built
-        .model
-        .loss_with(&batch, precision, seed1, cfg.remat)?
-        .values()?;
+    let v = built.model.loss_with(&batch, &exec, seed1)?.values()?;
     losses.push(ExportedLoss {
         step: 1,
         mask_seed: seed1,

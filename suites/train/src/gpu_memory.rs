@@ -13,7 +13,6 @@ use candle_core::Device;
 use ovbench_harness::gpu::{self, GpuState};
 use ovbench_harness::nvml_sampler::{self, NvmlSampler, NvmlSamples};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -58,26 +57,8 @@ pub struct GpuMemory {
     pub clocks_or_throttling_changed: bool,
 }
 
+// A measurement of the device, not a setting: the first reading after the device opened.
 static CONTEXT_BASELINE: Mutex<Option<u64>> = Mutex::new(None);
-static MEM_CAP: AtomicU64 = AtomicU64::new(0);
-static SAMPLE_INTERVAL_US: AtomicU64 = AtomicU64::new(1000);
-
-/// `--mem-cap`: device bytes above which a run counts as out of memory (None: no cap).
-pub fn set_mem_cap(bytes: Option<u64>) {
-    MEM_CAP.store(bytes.unwrap_or(0), Ordering::SeqCst);
-}
-
-pub fn mem_cap() -> Option<u64> {
-    match MEM_CAP.load(Ordering::SeqCst) {
-        0 => None,
-        b => Some(b),
-    }
-}
-
-/// NVML sampling interval (default 1 ms).
-pub fn set_sample_interval(d: Duration) {
-    SAMPLE_INTERVAL_US.store(d.as_micros().max(1) as u64, Ordering::SeqCst);
-}
 
 /// Parses a memory cap such as `32GiB`, `512MiB`, `40GB`, `1000000` (the harness's parser);
 /// a cap of zero bytes is refused.
@@ -88,9 +69,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     }
 }
 
-/// The reason a completed run counts as out of memory under `--mem-cap`, if it does.
-pub fn over_cap(gpu: Option<&GpuMemory>) -> Option<String> {
-    let cap = mem_cap()?;
+/// The reason a completed run counts as out of memory under the cap (`--mem-cap`), if it does.
+pub fn over_cap(gpu: Option<&GpuMemory>, cap: Option<u64>) -> Option<String> {
+    let cap = cap?;
     let peak = gpu?.allocator.used_peak_bytes?;
     (peak > cap).then(|| format!("allocator peak {peak} B exceeds --mem-cap {cap} B"))
 }
@@ -124,6 +105,7 @@ pub fn note_context_baseline(device: &Device) {
 /// Collection for one recipe run.
 pub struct GpuProbe {
     index: u32,
+    mem_cap: Option<u64>,
     sampler: NvmlSampler,
     before: GpuState,
     used_at_start: Option<u64>,
@@ -132,8 +114,9 @@ pub struct GpuProbe {
 }
 
 impl GpuProbe {
-    /// Starts the views for a run on `device`; None on CPU.
-    pub fn start(device: &Device) -> Option<GpuProbe> {
+    /// Starts the views for a run on `device`, sampling NVML every `interval` and recording
+    /// the run's memory cap; None on CPU.
+    pub fn start(device: &Device, interval: Duration, mem_cap: Option<u64>) -> Option<GpuProbe> {
         #[cfg(feature = "cuda")]
         if let Device::Cuda(d) = device {
             let ctx = d.cuda_stream().context().clone();
@@ -144,16 +127,16 @@ impl GpuProbe {
             // Writing zero resets a high-water mark to the current value.
             let _ = cuda::set_pool_u64(&ctx, cuda::Attr::CU_MEMPOOL_ATTR_USED_MEM_HIGH, 0);
             let _ = cuda::set_pool_u64(&ctx, cuda::Attr::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH, 0);
-            let interval = Duration::from_micros(SAMPLE_INTERVAL_US.load(Ordering::SeqCst));
             return Some(GpuProbe {
                 index,
+                mem_cap,
                 before: gpu::snapshot(index),
                 sampler: NvmlSampler::start(index, interval),
                 used_at_start,
                 ctx,
             });
         }
-        let _ = device;
+        let _ = (device, interval, mem_cap);
         None
     }
 
@@ -211,7 +194,7 @@ impl GpuProbe {
             nvml_accounting_peak,
             pool_release_threshold:
                 "0 (CUDA default): freed memory is returned at each synchronisation".into(),
-            mem_cap_bytes: mem_cap(),
+            mem_cap_bytes: self.mem_cap,
             gpu_before: self.before,
             gpu_after: after,
             clocks_or_throttling_changed: changed,
@@ -280,6 +263,6 @@ mod tests {
 
     #[test]
     fn cpu_has_no_probe() {
-        assert!(GpuProbe::start(&Device::Cpu).is_none());
+        assert!(GpuProbe::start(&Device::Cpu, Duration::from_millis(1), None).is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! and OpenVision 2 (captioning only, masked visual tokens), written in candle, one module per
 //! model, as ../shared/reference/openvision-facts.md §2–3 describes them.
 
+pub mod alternate;
 pub mod config;
 pub mod data;
 pub mod decoder;
@@ -9,6 +10,7 @@ pub mod device;
 pub mod engine;
 pub mod export;
 pub mod flops;
+pub mod footprint;
 pub mod fused;
 pub mod gpu_memory;
 pub mod layers;
@@ -19,6 +21,7 @@ pub mod optim;
 #[cfg(feature = "cuda")]
 mod optim_cuda;
 pub mod params;
+pub mod policy;
 pub mod recipe;
 pub mod records;
 pub mod repro;

@@ -1,16 +1,23 @@
 //! The losses of both recipes (facts §3).
 
-use crate::layers::{Linear, Precision};
+use crate::fused::Kernels;
+use crate::layers::{Exec, Linear};
+use crate::policy::LossBuffers;
 use candle_core::{Result, Tensor, D};
 
 /// Mean token cross-entropy over positions whose weight is 1 (padding has weight 0).
 /// `logits`: (B, T, V); `targets`: (B, T) u32; `weights`: (B, T) f32.
-pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+pub fn caption_xent(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    kernels: Kernels,
+) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
     let (rows, ids) = (logits.reshape((b * t, v))?, targets.flatten_all()?);
-    let nll = if crate::fused::applies(logits) {
+    let nll = if crate::fused::applies(logits, kernels) {
         Some(crate::fused::row_nll(&rows, &ids)?)
-    } else if crate::fused::portable_applies(logits) {
+    } else if crate::fused::portable_applies(logits, kernels) {
         Some(crate::fused::portable::row_nll(&rows, &ids)?)
     } else {
         None
@@ -29,17 +36,32 @@ pub fn caption_xent(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Resu
     total.neg()?.div(&count)
 }
 
-/// The caption loss from the decoder's final hidden states: vocabulary head, then
-/// [`caption_xent`]. With fused kernels and a single precision, head and cross-entropy run as
-/// one op that never holds the whole (B, T, V) logits.
+/// The caption loss from the decoder's final hidden states: vocabulary head, then the token
+/// cross-entropy. What it keeps for the backward pass follows `p.loss`: with
+/// [`LossBuffers::Materialized`], f32 logits, their log-softmax and a one-hot target, head and
+/// loss as one op ([`crate::fused::portable::head_materialized_nll`]); with [`LossBuffers::Fused`], and fused
+/// kernels in a single precision, head and cross-entropy run as one op that holds a single
+/// (N, V) buffer, else [`caption_xent`]. candle's composed ops (`--kernels composed`) keep
+/// every intermediate whatever the mode.
 pub fn caption_loss(
     hidden: &Tensor,
     head: &Linear,
     targets: &Tensor,
     weights: &Tensor,
-    p: Precision,
+    p: Exec,
 ) -> Result<Tensor> {
-    if crate::fused::applies(hidden) && p.compute == p.master && head.b.is_none() {
+    if p.loss == LossBuffers::Materialized && p.kernels != Kernels::Composed && head.b.is_none() {
+        let (b, t, d) = hidden.dims3()?;
+        let nll = crate::fused::portable::head_materialized_nll(
+            &hidden.reshape((b * t, d))?,
+            &head.w,
+            &targets.flatten_all()?,
+            p.compute,
+        )?;
+        let weights = weights.flatten_all()?.to_dtype(nll.dtype())?;
+        return (nll * &weights)?.sum_all()?.div(&weights.sum_all()?);
+    }
+    if crate::fused::applies(hidden, p.kernels) && p.compute == p.master && head.b.is_none() {
         let (b, t, d) = hidden.dims3()?;
         let nll = crate::fused::linear_nll(
             &hidden.reshape((b * t, d))?,
@@ -53,6 +75,7 @@ pub fn caption_loss(
         &head.forward(hidden, p)?.to_dtype(p.master)?,
         targets,
         weights,
+        p.kernels,
     )
 }
 

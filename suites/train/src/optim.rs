@@ -3,10 +3,17 @@
 //! live on the host and one pass per parameter, split over the threads, reads the gradient and
 //! updates both moments and the parameter (memory-bound, so one pass instead of three matters);
 //! on other devices three in-place kernels do the same.
+//!
+//! A policy sets each moment's storage dtype and which parameters decay
+//! ([`crate::policy::OptimizerExec`]). A bf16 moment is updated in f32 and rounded to bf16
+//! (nearest, ties to even) only when stored, as optax's `scale_by_adam(mu_dtype=...)` does: the
+//! step's update uses the moment before the rounding.
 
 use crate::fused::{vmath, Real};
 use crate::params::Param;
+use crate::policy::{DecaySet, MomentDtype};
 use candle_core::{backprop::GradStore, CpuStorage, DType, Layout, Result, Tensor};
+use half::bf16;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -33,28 +40,82 @@ impl Default for AdamWConfig {
     }
 }
 
+/// The storage of the moments and the decay rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdamWState {
+    pub mu: MomentDtype,
+    pub nu: MomentDtype,
+    pub decay_set: DecaySet,
+}
+
+impl Default for AdamWState {
+    /// ovbench's own: both moments f32, every matrix decayed.
+    fn default() -> Self {
+        AdamWState {
+            mu: MomentDtype::F32,
+            nu: MomentDtype::F32,
+            decay_set: DecaySet::MatricesAndEmbeddings,
+        }
+    }
+}
+
 pub struct AdamW {
     pub cfg: AdamWConfig,
+    pub state_cfg: AdamWState,
     step: u64,
-    /// First and second moments per parameter, f32, same shapes.
+    /// First and second moments per parameter, same shapes.
     state: Vec<Moments>,
+    /// What ran instead of the requested state, where the device cannot keep it.
+    pub notes: Vec<String>,
+}
+
+/// One moment's storage on the host.
+enum Store {
+    F32(Vec<f32>),
+    Bf16(Vec<bf16>),
+}
+
+impl Store {
+    fn zeros(n: usize, d: MomentDtype) -> Store {
+        match d {
+            MomentDtype::F32 => Store::F32(vec![0.0; n]),
+            MomentDtype::Bf16 => Store::Bf16(vec![bf16::ZERO; n]),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Store::F32(v) => 4 * v.len(),
+            Store::Bf16(v) => 2 * v.len(),
+        }
+    }
 }
 
 enum Moments {
-    /// f32 parameters on the CPU.
+    /// f32 parameters on the CPU, f32 moments.
     Host(Mutex<(Vec<f32>, Vec<f32>)>),
-    /// Elsewhere: tensors on the parameter's device.
+    /// f32 parameters on the CPU, a moment in another dtype (boxed: the common case above
+    /// keeps its size, and the default job's exact allocator peaks with it).
+    HostStored(Box<Mutex<(Store, Store)>>),
+    /// Elsewhere: f32 tensors on the parameter's device.
     Device(Tensor, Tensor),
 }
 
 impl Moments {
-    fn elem_count(&self) -> usize {
+    fn bytes(&self) -> usize {
         match self {
             Moments::Host(mv) => {
                 let mv = mv.lock().expect("moments lock");
-                mv.0.len() + mv.1.len()
+                4 * (mv.0.len() + mv.1.len())
             }
-            Moments::Device(m, v) => m.elem_count() + v.elem_count(),
+            Moments::HostStored(mv) => {
+                let mv = mv.lock().expect("moments lock");
+                mv.0.bytes() + mv.1.bytes()
+            }
+            Moments::Device(m, v) => {
+                m.elem_count() * m.dtype().size_in_bytes()
+                    + v.elem_count() * v.dtype().size_in_bytes()
+            }
         }
     }
 }
@@ -68,29 +129,59 @@ pub enum OptimError {
 }
 
 impl AdamW {
+    /// ovbench's own state: f32 moments, every matrix decayed.
     pub fn new(params: &[Param], cfg: AdamWConfig) -> Result<Self> {
+        Self::with_state(params, cfg, AdamWState::default())
+    }
+
+    pub fn with_state(params: &[Param], cfg: AdamWConfig, st: AdamWState) -> Result<Self> {
+        let mut notes = Vec::new();
         let state = params
             .iter()
             .map(|p| {
                 let t = p.var.as_tensor();
-                Ok(if t.device().is_cpu() && t.dtype() == DType::F32 {
-                    let n = t.elem_count();
+                let n = t.elem_count();
+                let f32s = (st.mu, st.nu) == (MomentDtype::F32, MomentDtype::F32);
+                Ok(if t.device().is_cpu() && t.dtype() == DType::F32 && f32s {
                     Moments::Host(Mutex::new((vec![0.0; n], vec![0.0; n])))
+                } else if t.device().is_cpu() && t.dtype() == DType::F32 {
+                    Moments::HostStored(Box::new(Mutex::new((
+                        Store::zeros(n, st.mu),
+                        Store::zeros(n, st.nu),
+                    ))))
                 } else {
                     Moments::Device(t.zeros_like()?, t.zeros_like()?)
                 })
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?;
+        let on_device = state.iter().any(|m| matches!(m, Moments::Device(..)));
+        if on_device && (st.mu, st.nu) != (MomentDtype::F32, MomentDtype::F32) {
+            notes.push(format!(
+                "optimizer: moments on the device are kept in the parameters' dtype (the device \
+                 kernels have no bf16 moments); requested mu {:?}, nu {:?}",
+                st.mu, st.nu
+            ));
+        }
         Ok(AdamW {
             cfg,
+            state_cfg: st,
             step: 0,
             state,
+            notes,
         })
     }
 
     /// Bytes of optimizer state.
     pub fn state_bytes(&self) -> usize {
-        self.state.iter().map(|m| m.elem_count() * 4).sum()
+        self.state.iter().map(Moments::bytes).sum()
+    }
+
+    /// Whether `p` decays under this optimizer's decay set.
+    pub fn decays(&self, p: &Param) -> bool {
+        match self.state_cfg.decay_set {
+            DecaySet::Kernels => p.kernel,
+            DecaySet::MatricesAndEmbeddings => p.decay,
+        }
     }
 
     pub fn step(
@@ -111,7 +202,7 @@ impl AdamW {
                 .get(p.var.as_tensor())
                 .ok_or_else(|| OptimError::MissingGrad(p.name.clone()))?;
             let g = g.to_dtype(DType::F32)?;
-            let wd = if p.decay { c.weight_decay } else { 0.0 };
+            let wd = if self.decays(p) { c.weight_decay } else { 0.0 };
             let h = Hyper {
                 b1: c.beta1 as f32,
                 b2: c.beta2 as f32,
@@ -123,6 +214,10 @@ impl AdamW {
             };
             match moments {
                 Moments::Host(mv) => p.var.as_tensor().inplace_op2(&g, &HostStep { mv, h })?,
+                Moments::HostStored(mv) => p
+                    .var
+                    .as_tensor()
+                    .inplace_op2(&g, &HostStoredStep { mv, h })?,
                 Moments::Device(m, v) => {
                     m.inplace_op2(
                         &g,
@@ -163,6 +258,12 @@ struct HostStep<'a> {
     h: Hyper,
 }
 
+/// The same with moments stored in other dtypes.
+struct HostStoredStep<'a> {
+    mv: &'a Mutex<(Store, Store)>,
+    h: Hyper,
+}
+
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
 
@@ -184,9 +285,7 @@ impl candle_core::InplaceOp2 for HostStep<'_> {
             .lock()
             .map_err(|_| candle_core::Error::Msg("adamw: moments lock poisoned".into()))?;
         let (m, v) = &mut *mv;
-        if g.len() != p.len() || m.len() != p.len() {
-            candle_core::bail!("adamw: gradient or moments do not match the parameter's size");
-        }
+        same_len(p, g, m.len(), v.len())?;
         let h = self.h;
         p.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
@@ -194,6 +293,59 @@ impl candle_core::InplaceOp2 for HostStep<'_> {
             .for_each(|((p, g), (m, v))| {
                 adamw_chunk(p, g, m, v, [h.b1, h.b2, h.lr, h.bc1, h.bc2, h.eps, h.wd])
             });
+        Ok(())
+    }
+}
+
+impl candle_core::InplaceOp2 for HostStoredStep<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-stored-moments"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let p = contiguous_f32_mut(s1, l1, "parameter")?;
+        let g = contiguous_f32(s2, l2, "gradient")?;
+        let mut mv = self
+            .mv
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("adamw: moments lock poisoned".into()))?;
+        let h = self.h;
+        let h = [h.b1, h.b2, h.lr, h.bc1, h.bc2, h.eps, h.wd];
+        match &mut *mv {
+            (Store::F32(m), Store::F32(v)) => {
+                same_len(p, g, m.len(), v.len())?;
+                p.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
+            }
+            (Store::Bf16(m), Store::F32(v)) => {
+                same_len(p, g, m.len(), v.len())?;
+                p.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
+            }
+            (Store::F32(m), Store::Bf16(v)) => {
+                same_len(p, g, m.len(), v.len())?;
+                p.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
+            }
+            (Store::Bf16(m), Store::Bf16(v)) => {
+                same_len(p, g, m.len(), v.len())?;
+                p.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
+            }
+        }
         Ok(())
     }
 }
@@ -210,6 +362,62 @@ vmath::simd_kernel! {
             let upd = (*m / bc1) / ((*v / bc2).sqrt() + eps);
             *p = *p - lr * (upd + wd * *p);
         }
+    }
+}
+
+fn same_len(p: &[f32], g: &[f32], m: usize, v: usize) -> Result<()> {
+    if g.len() != p.len() || m != p.len() || v != p.len() {
+        candle_core::bail!("adamw: gradient or moments do not match the parameter's size");
+    }
+    Ok(())
+}
+
+/// A moment's storage type: f32, or bf16 rounded on store.
+trait MomentStore: Copy + Send + Sync {
+    fn load(self) -> f32;
+    fn store(x: f32) -> Self;
+}
+
+impl MomentStore for f32 {
+    #[inline(always)]
+    fn load(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn store(x: f32) -> f32 {
+        x
+    }
+}
+
+impl MomentStore for bf16 {
+    #[inline(always)]
+    fn load(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn store(x: f32) -> bf16 {
+        bf16::from_f32(x)
+    }
+}
+
+/// As [`adamw_chunk`], with moments stored in `M` / `V`: each is updated in f32 from its stored
+/// value, the update uses the f32 values, and they are rounded when stored (optax's order).
+fn adamw_stored<M: MomentStore, V: MomentStore>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [M],
+    v: &mut [V],
+    h: [f32; 7],
+) {
+    let [b1, b2, lr, bc1, bc2, eps, wd] = h;
+    let (a1, a2) = (1.0 - b1, 1.0 - b2);
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let mf = b1 * m.load() + a1 * g;
+        let vf = b2 * v.load() + a2 * g * g;
+        let upd = (mf / bc1) / ((vf / bc2).sqrt() + eps);
+        *p -= lr * (upd + wd * *p);
+        *m = M::store(mf);
+        *v = V::store(vf);
     }
 }
 

@@ -36,8 +36,12 @@ pub struct Param {
     pub name: String,
     pub module: Module,
     pub var: Var,
-    /// Decoupled weight decay applies to matrices only (not biases, norms, temperature).
+    /// A matrix (dense kernels, embeddings, positions, queries): decayed by ovbench's own
+    /// policy (not biases, norms, temperature).
     pub decay: bool,
+    /// A dense layer's matrix, what the released code's `.*/kernel$` names: the only
+    /// parameters the released policies decay.
+    pub kernel: bool,
     /// False for parameters the recipe's loss does not reach (OpenVision 2 never uses the
     /// encoder's pooled output, so its final norm gets no gradient): the optimizer skips them.
     pub in_objective: bool,
@@ -107,6 +111,7 @@ impl ParamStore {
         data: Option<Vec<f32>>,
         shape: Shape,
         decay: bool,
+        kernel: bool,
     ) -> Result<Tensor> {
         let var = match data {
             Some(data) => Var::from_tensor(
@@ -125,32 +130,42 @@ impl ParamStore {
             module: self.module,
             var,
             decay,
+            kernel,
             in_objective: true,
         });
         Ok(out)
     }
 
-    /// A matrix drawn from N(0, std²); decayed.
+    /// A matrix drawn from N(0, std²) that is not a dense layer's (embeddings, positions,
+    /// queries); decayed by ovbench's own policy only.
     pub fn normal(&mut self, name: &str, shape: impl Into<Shape>, std: f64) -> Result<Tensor> {
-        let shape = shape.into();
+        self.drawn(name, shape.into(), std, false)
+    }
+
+    /// A dense layer's matrix drawn from N(0, std²); decayed by every policy.
+    pub fn kernel(&mut self, name: &str, shape: impl Into<Shape>, std: f64) -> Result<Tensor> {
+        self.drawn(name, shape.into(), std, true)
+    }
+
+    fn drawn(&mut self, name: &str, shape: Shape, std: f64, kernel: bool) -> Result<Tensor> {
         if self.init == Init::Shapes {
-            return self.add(name, None, shape, true);
+            return self.add(name, None, shape, true, kernel);
         }
         let dist = Normal::new(0.0f32, std as f32).expect("std is finite and positive");
         let data: Vec<f32> = (0..shape.elem_count())
             .map(|_| dist.sample(&mut self.rng))
             .collect();
-        self.add(name, Some(data), shape, true)
+        self.add(name, Some(data), shape, true, kernel)
     }
 
     /// A constant tensor (biases, norm scales, temperature); not decayed.
     pub fn constant(&mut self, name: &str, shape: impl Into<Shape>, value: f32) -> Result<Tensor> {
         let shape = shape.into();
         if self.init == Init::Shapes {
-            return self.add(name, None, shape, false);
+            return self.add(name, None, shape, false, false);
         }
         let data = vec![value; shape.elem_count()];
-        self.add(name, Some(data), shape, false)
+        self.add(name, Some(data), shape, false, false)
     }
 
     /// Number of scalars per module.

@@ -60,7 +60,14 @@ impl RecordBody for StepRecord {
             ("processes", c.nproc.to_string()),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        // The `ovbench` policy is what dtype, kernels and remat above describe, and what every
+        // record before policies ran: its key is absent so those records stay comparable.
+        // Another policy sets precision and recomputation per module: the key says which.
+        .chain(
+            (c.policy != crate::policy::PolicyName::Ovbench)
+                .then(|| ("policy".to_string(), c.policy.key().to_string())),
+        )
         .collect()
     }
 
@@ -272,24 +279,28 @@ fn run_metrics(run: &RecipeRun, batch: usize, warmup: usize, out: &mut Vec<Metri
 
 impl RecordBody for ReproReport {
     const KIND: &'static str = "repro";
-    /// 3: the envelope beside the body (2 added the forward-pass peak to the memory model).
-    const VERSION: u32 = 3;
+    /// 4: judged per execution policy, recipes' steps alternated in lanes, two projections,
+    /// memory from the analytic model (3: the envelope beside the body; 2 added the
+    /// forward-pass peak to the fitted memory model).
+    const VERSION: u32 = 4;
 
     fn workload(&self) -> Workload {
         let c = &self.config;
+        let policies: Vec<String> = c.policies.iter().map(|p| p.key().to_string()).collect();
         [
             ("engine", key(&c.engine)),
             ("compile", c.compile.to_string()),
             ("preset", key(&c.preset)),
+            ("policies", policies.join(",")),
             ("dtype", key(&c.dtype)),
             ("kernels", key(&c.kernels)),
             ("remat", key(&c.remat)),
             ("batch", c.batch.to_string()),
             ("device", device_kind(&c.device).to_string()),
             ("processes", c.nproc.to_string()),
-            // The cap and the search's limit decide the max batch found.
+            // The cap decides the largest batch found and the fits/OOM verdicts.
             ("mem_cap_bytes", c.mem_cap_bytes.to_string()),
-            ("confirm_limit", c.confirm_limit.to_string()),
+            ("eval_loop", c.eval_loop.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -304,6 +315,7 @@ impl RecordBody for ReproReport {
     }
 
     fn metrics(&self) -> Vec<Metric> {
+        use crate::repro::ProjectionKind;
         use Direction::*;
         let mut out = Vec::new();
         for f in &self.flops {
@@ -320,101 +332,149 @@ impl RecordBody for ReproReport {
                 ));
             }
         }
-        for (recipe, model, max) in [
-            ("ov1", &self.memory.ov1, self.memory.ov1_max_batch_under_cap),
-            ("ov2", &self.memory.ov2, self.memory.ov2_max_batch_under_cap),
-        ] {
-            for p in &model.points {
-                out.push(Metric::deterministic(
-                    format!("memory/{recipe}/peak_bytes_at_batch_{}", p.batch),
-                    "bytes",
-                    SmallerIsBetter,
-                    p.peak_bytes as f64,
-                ));
-                if let Some(f) = p.forward_peak_bytes.filter(|&f| f > 0) {
-                    out.push(Metric::deterministic(
-                        format!("memory/{recipe}/forward_peak_bytes_at_batch_{}", p.batch),
-                        "bytes",
-                        SmallerIsBetter,
-                        f as f64,
-                    ));
-                }
-            }
-            out.push(Metric::deterministic(
-                format!("memory/{recipe}/max_batch_under_cap"),
-                "images",
-                BiggerIsBetter,
-                max as f64,
-            ));
-        }
-        // Per-image time of each stage, and the full-schedule projection once per measured
-        // round (the i-th step of every stage), so readers see its spread.
         let warmup = self.config.warmup;
+        // The counting allocator's peaks are exact on the candle engine's host runs only.
+        let exact_memory = self.config.engine == crate::engine::EngineKind::Candle
+            && self.config.device == DeviceArg::Cpu;
         for s in &self.stages {
-            for (recipe, xs) in [
-                ("ov1", &s.ov1_seconds_per_image),
-                ("ov2", &s.ov2_seconds_per_image),
-            ] {
-                if !xs.is_empty() {
+            for l in &s.lanes {
+                let lane: Vec<&str> = l.policies.iter().map(|p| p.key()).collect();
+                let id = format!("{}/{}/stage{}", l.recipe.key(), lane.join("+"), s.stage);
+                if !l.seconds_per_image.is_empty() {
                     out.push(Metric::timed(
-                        format!("{recipe}/stage{}/seconds_per_image", s.stage),
+                        format!("{id}/seconds_per_image"),
                         "s",
                         SmallerIsBetter,
-                        xs.clone(),
+                        l.seconds_per_image.clone(),
                         warmup,
                     ));
                 }
+                if exact_memory {
+                    out.push(Metric::deterministic(
+                        format!("{id}/allocator_step_bytes"),
+                        "bytes",
+                        SmallerIsBetter,
+                        l.allocator_step_bytes as f64,
+                    ));
+                }
             }
         }
-        for (recipe, per_round) in [
-            ("ov1", self.round_device_hours(true)),
-            ("ov2", self.round_device_hours(false)),
-        ] {
-            if !per_round.is_empty() {
-                out.push(Metric::timed(
-                    format!("{recipe}/projected_device_hours"),
-                    "device-h",
-                    SmallerIsBetter,
-                    per_round,
-                    warmup,
+        for p in &self.policies {
+            let name = p.policy.name.key();
+            for (b, ov1, ov2) in &p.memory.predictions {
+                for (recipe, v) in [("ov1", ov1), ("ov2", ov2)] {
+                    out.push(Metric::deterministic(
+                        format!("{name}/{recipe}/model_peak_bytes_at_batch_{b}"),
+                        "bytes",
+                        SmallerIsBetter,
+                        *v as f64,
+                    ));
+                }
+            }
+            for (recipe, max) in [
+                ("ov1", p.memory.ov1_max_batch_under_cap),
+                ("ov2", p.memory.ov2_max_batch_under_cap),
+            ] {
+                out.push(Metric::deterministic(
+                    format!("{name}/{recipe}/max_batch_under_cap"),
+                    "images",
+                    BiggerIsBetter,
+                    max as f64,
                 ));
+            }
+            // The full-schedule projection once per measured round, so readers see its spread.
+            for kind in [ProjectionKind::StepsAlone, ProjectionKind::WithLoop] {
+                for recipe in [crate::recipe::Recipe::Ov1, crate::recipe::Recipe::Ov2] {
+                    let per_round = self.round_device_hours(p.policy.name, recipe, kind);
+                    if !per_round.is_empty() {
+                        out.push(Metric::timed(
+                            format!(
+                                "{name}/{}/projected_device_hours/{}",
+                                recipe.key(),
+                                key(&kind)
+                            ),
+                            "device-h",
+                            SmallerIsBetter,
+                            per_round,
+                            warmup,
+                        ));
+                    }
+                }
             }
         }
         out
     }
 }
 
-impl ReproReport {
-    /// The full-schedule device-hours of one recipe computed from each measured round alone:
-    /// round i takes the i-th per-image time of every stage, weighted by the stage's samples.
-    pub fn round_device_hours(&self, ov1: bool) -> Vec<f64> {
-        let rounds = self
-            .stages
-            .iter()
-            .map(|s| {
-                if ov1 {
-                    s.ov1_seconds_per_image.len()
-                } else {
-                    s.ov2_seconds_per_image.len()
+impl RecordBody for crate::footprint::MemoryReport {
+    const KIND: &'static str = "memory";
+    /// 1: the analytic memory model's predictions, with allocator checks and Table 4.
+    const VERSION: u32 = 1;
+
+    fn workload(&self) -> Workload {
+        [
+            ("policy", self.policy.name.key().to_string()),
+            ("model", self.model.to_string()),
+            ("resolution", self.resolution.to_string()),
+            ("kernels", key(&self.kernels)),
+            ("device", "cpu".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// The model's transients depend on the kernels' thread count, the checks on the host.
+    fn hardware(&self, p: &Provenance) -> String {
+        host_label(p)
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        use Direction::*;
+        let det = |name: String, unit: &str, d: Direction, v: f64| {
+            Metric::deterministic(name, unit, d, v)
+        };
+        let mut out = Vec::new();
+        for c in &self.rows {
+            let id = format!("{}/batch_{}", c.model.recipe.key(), c.model.batch);
+            out.push(det(
+                format!("{id}/model_step_peak_bytes"),
+                "bytes",
+                SmallerIsBetter,
+                c.model.step.bytes as f64,
+            ));
+            out.push(det(
+                format!("{id}/model_forward_peak_bytes"),
+                "bytes",
+                SmallerIsBetter,
+                c.model.forward.bytes as f64,
+            ));
+            for (name, v) in [
+                ("allocator_step_peak_bytes", c.measured_step_peak_bytes),
+                ("allocator_forward_peak_bytes", c.measured_forward_peak_bytes),
+            ] {
+                if let Some(v) = v {
+                    out.push(det(format!("{id}/{name}"), "bytes", SmallerIsBetter, v as f64));
                 }
-            })
-            .min()
-            .unwrap_or(0);
-        (0..rounds)
-            .map(|i| {
-                self.stages
-                    .iter()
-                    .map(|s| {
-                        let x = if ov1 {
-                            s.ov1_seconds_per_image[i]
-                        } else {
-                            s.ov2_seconds_per_image[i]
-                        };
-                        x * s.samples as f64 / 3600.0
-                    })
-                    .sum()
-            })
-            .collect()
+            }
+        }
+        if let Some(t) = &self.table4 {
+            for r in &t.rows {
+                out.push(det(
+                    format!("table4/{}/model_peak_bytes", r.id),
+                    "bytes",
+                    SmallerIsBetter,
+                    r.predicted.step.bytes as f64,
+                ));
+                out.push(det(
+                    format!("table4/{}/fits_cap", r.id),
+                    "bool",
+                    BiggerIsBetter,
+                    r.predicted_fits as u8 as f64,
+                ));
+            }
+        }
+        out
     }
 }
 

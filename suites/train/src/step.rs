@@ -7,10 +7,10 @@ use crate::device::{DTypeArg, DeviceArg};
 use crate::engine::{EngineKind, RecipeOutcome};
 use crate::flops::{forward_flops, FlopBreakdown, V1_TEXT_PASSES};
 use crate::fused::Kernels;
-use crate::layers::Precision;
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig, AdamWState};
 use crate::params::Module;
-use crate::recipe::{build, Recipe, Remat};
+use crate::policy::{self, OvbenchKnobs, PolicyName, ResolvedPolicy};
+use crate::recipe::{build, Recipe, RecipeExec, Remat};
 use candle_core::Device;
 use ovbench_harness::{alloc, clock, probe, stats, Summary};
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,21 @@ pub struct StepConfig {
     /// Processes (devices) under torchrun, each with `batch` images (torch engine only).
     #[serde(default = "one")]
     pub nproc: usize,
+    /// `--mem-cap`: a recipe whose GPU allocator peak exceeds it is recorded as out of memory
+    /// (None: no cap). Records made before the field existed state the cap only in `runs[].gpu`.
+    #[serde(default)]
+    pub mem_cap_bytes: Option<u64>,
+    /// Interval of the NVML memory sampler on GPU runs, in milliseconds.
+    #[serde(default = "default_nvml_interval_ms")]
+    pub nvml_interval_ms: f64,
+    /// The execution policy (`--policy`); `dtype` and `remat` above belong to `ovbench`'s.
+    /// Records made before the field existed ran `ovbench`.
+    #[serde(default = "PolicyName::legacy")]
+    pub policy: PolicyName,
+}
+
+fn default_nvml_interval_ms() -> f64 {
+    1.0
 }
 
 fn one() -> usize {
@@ -91,7 +106,25 @@ impl StepConfig {
             engine: EngineKind::Candle,
             compile: false,
             nproc: 1,
+            mem_cap_bytes: None,
+            nvml_interval_ms: default_nvml_interval_ms(),
+            policy: PolicyName::Ovbench,
         }
+    }
+
+    /// The policy resolved for both recipes (the `ovbench` preset from this configuration's
+    /// `dtype`, `remat`, `kernels`, device and optimizer).
+    pub fn resolved_policy(&self) -> ResolvedPolicy {
+        policy::resolve(
+            self.policy,
+            &OvbenchKnobs {
+                dtype: self.dtype,
+                remat: self.remat,
+                kernels: self.kernels,
+                device: self.device,
+                optimizer: self.optimizer,
+            },
+        )
     }
 
     /// Checks every argument, before any work: the error names the argument and its bounds.
@@ -104,6 +137,21 @@ impl StepConfig {
         within("--nproc", self.nproc as u64, 1, MAX_PROCESSES, "")?;
         threads("--threads", self.threads)?;
         threads("--ew-threads", self.ew_threads)?;
+        if !(self.nvml_interval_ms > 0.0 && self.nvml_interval_ms <= 60_000.0) {
+            return Err("--nvml-interval-ms must be a number of milliseconds in (0, 60000]".into());
+        }
+        if self.mem_cap_bytes == Some(0) {
+            return Err("--mem-cap must be more than 0 bytes".into());
+        }
+        if self.policy != PolicyName::Ovbench
+            && (self.dtype != DTypeArg::F32 || self.remat != Remat::None)
+        {
+            return Err(format!(
+                "--dtype and --remat set the ovbench policy; --policy {} sets precision and \
+                 recomputation per recipe and module (see docs/policies-and-memory.md)",
+                self.policy
+            ));
+        }
         if self.recipes.is_empty() {
             return Err("--recipe selects no recipe".into());
         }
@@ -241,6 +289,10 @@ pub struct StepRecord {
     /// Recipes recorded as out of memory instead of failing the run.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub failed: Vec<FailedRun>,
+    /// The execution policy, fully resolved for both recipes, with the source of every field
+    /// (absent from records made before policies existed: they ran `ovbench`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy: Option<ResolvedPolicy>,
 }
 
 /// How the process ran: thread counts actually used and allocator behaviour.
@@ -306,11 +358,12 @@ impl clock::Sync for DeviceSync<'_> {
 /// Runs every selected recipe of `cfg` in turn.
 pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, StepError> {
     let model_cfg = cfg.validate().map_err(StepError::Config)?;
+    let resolved = cfg.resolved_policy();
     let mut engine = crate::engine::for_config(cfg)?;
     let mut runs = Vec::new();
     let mut failed = Vec::new();
     for &recipe in &cfg.recipes {
-        match engine.run_recipe(cfg, &model_cfg, recipe, progress)? {
+        match engine.run_recipe(cfg, &model_cfg, &resolved, recipe, progress)? {
             RecipeOutcome::Done(run) => runs.push(run),
             RecipeOutcome::Failed(f) => failed.push(f),
         }
@@ -323,6 +376,7 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
         runs,
         ratios_ov2_over_ov1: ratios,
         failed,
+        policy: Some(resolved),
         runtime: Runtime {
             threads: candle_core::utils::get_num_threads(),
             ew_threads: std::env::var("CANDLE_NUM_THREADS")
@@ -337,6 +391,7 @@ pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, 
 pub(crate) fn run_recipe(
     cfg: &StepConfig,
     mcfg: &ModelConfig,
+    resolved: &ResolvedPolicy,
     recipe: Recipe,
     device: &Device,
     progress: &mut dyn Progress,
@@ -347,21 +402,52 @@ pub(crate) fn run_recipe(
         source,
     };
     let sync = DeviceSync(device);
-    let precision = Precision {
-        compute: cfg.dtype.dtype(),
-        master: candle_core::DType::F32,
-    };
+    let execution = resolved.execution(recipe);
+    let (mut exec, mut engine_notes) =
+        RecipeExec::from_execution(execution, cfg.kernels, cfg.device);
+    // ovbench's own replay runs OpenVision's two texts as two passes (the CI baseline's).
+    exec.text_one_batch = cfg.policy != PolicyName::Ovbench;
+    if cfg.policy != PolicyName::Ovbench {
+        exec = exec.portable_off_f32();
+    }
+    if exec.text_one_batch && recipe == Recipe::Ov1 {
+        engine_notes.push(
+            "text tower: alt-text and caption sentence as one 2B batch, as the released code \
+             runs them (src/main_clip.py:411, src/models/two_towers.py:80)"
+                .into(),
+        );
+    }
 
     // Give the previous recipe's retained heap back so it does not count in this one's RSS.
     alloc::release_freed_memory();
     let baseline = alloc::snapshot().current_bytes;
     alloc::reset_peak();
     let rss_reset = probe::reset_rss_peak();
-    let gpu_probe = crate::gpu_memory::GpuProbe::start(device);
+    let gpu_probe = crate::gpu_memory::GpuProbe::start(
+        device,
+        std::time::Duration::from_secs_f64(cfg.nvml_interval_ms / 1e3),
+        cfg.mem_cap_bytes,
+    );
 
     let built = build(recipe, mcfg, cfg.seed, device).map_err(ce)?;
     let params = &built.params;
-    let mut opt = AdamW::new(&params.params, cfg.optimizer).map_err(ce)?;
+    let o = &execution.optimizer;
+    let mut opt = AdamW::with_state(
+        &params.params,
+        AdamWConfig {
+            lr: cfg.optimizer.lr,
+            beta1: o.b1,
+            beta2: o.b2,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+        },
+        AdamWState {
+            mu: o.mu,
+            nu: o.nu,
+            decay_set: o.decay_set,
+        },
+    )
+    .map_err(ce)?;
     // The same batch for every step (data loading is not what is measured), drawn from the seed.
     let batch = Batch::synthetic(
         cfg.batch,
@@ -394,11 +480,7 @@ pub(crate) fn run_recipe(
         // The forward pass's own high point: the peak so far is folded into `peak`, then the
         // counter restarts at the live bytes.
         peak.fold();
-        let (loss, fwd) = clock::timed(&sync, || {
-            built
-                .model
-                .loss_with(&batch, precision, mask_seed, cfg.remat)
-        });
+        let (loss, fwd) = clock::timed(&sync, || built.model.loss_with(&batch, &exec, mask_seed));
         let loss = loss.map_err(ce)?;
         // Read before the backward pass, which consumes the loss to free its activations.
         let values = loss.values().map_err(ce)?;
@@ -489,15 +571,19 @@ pub(crate) fn run_recipe(
         }
         Recipe::Ov2 => notes.extend(mcfg.v2_decoder.note.clone()),
     }
-    if cfg.device == DeviceArg::Cpu && cfg.dtype != DTypeArg::F32 {
+    notes.extend(opt.notes.iter().cloned());
+    if cfg.policy != PolicyName::Ovbench {
+        notes.extend(engine_notes);
+    } else if cfg.device == DeviceArg::Cpu && cfg.dtype != DTypeArg::F32 {
         notes.push(format!(
             "{} matmuls on CPU run through candle's generic kernels",
             cfg.dtype.name()
         ));
     }
-    if cfg.kernels == Kernels::Portable
-        || (cfg.kernels == Kernels::Fused
-            && (cfg.device != DeviceArg::Cpu || cfg.dtype != DTypeArg::F32))
+    if cfg.policy == PolicyName::Ovbench
+        && (cfg.kernels == Kernels::Portable
+            || (cfg.kernels == Kernels::Fused
+                && (cfg.device != DeviceArg::Cpu || cfg.dtype != DTypeArg::F32)))
     {
         notes.push(
             "portable ops where the fused CPU kernels do not apply: layer norm, softmax, biased \

@@ -4,10 +4,10 @@
 //! the final norm, as the released code feeds `encoded[:, 1:]`.
 
 use crate::config::StackDims;
-use crate::layers::{LayerNorm, Linear, Precision, Stack};
+use crate::layers::{Exec, LayerNorm, Linear, Stack, StackTape};
 use crate::params::{retain_grads, ParamStore};
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Result, Tensor, TensorId, Var};
+use candle_core::{Device, Result, Tensor, TensorId};
 use std::collections::HashSet;
 
 pub struct VisionTransformer {
@@ -53,7 +53,7 @@ impl VisionTransformer {
 
     /// Tokens entering the first block, [CLS; patch embeddings + position embedding]:
     /// (B, 1 + N, D).
-    pub fn embed(&self, images: &Tensor, p: Precision) -> Result<Tensor> {
+    pub fn embed(&self, images: &Tensor, p: Exec) -> Result<Tensor> {
         let (b, c, h, w) = images.dims4()?;
         let (gh, gw, ps) = (h / self.patch, w / self.patch, self.patch);
         let n = gh * gw;
@@ -77,11 +77,11 @@ impl VisionTransformer {
     }
 
     /// Pooled embedding and patch tokens from the last block's output.
-    fn outputs(&self, x: &Tensor, pooled: bool) -> Result<VitOutput> {
+    fn outputs(&self, x: &Tensor, pooled: bool, p: Exec) -> Result<VitOutput> {
         let n = x.dim(1)? - 1;
         let patches = x.narrow(1, 1, n)?;
         let pooled = if pooled {
-            Some(self.norm.forward(&patches.mean(1)?)?)
+            Some(self.norm.forward(&patches.mean(1)?, p)?)
         } else {
             None
         };
@@ -90,9 +90,9 @@ impl VisionTransformer {
 
     /// `images`: (B, 3, H, W), normalised pixels. `pooled`: whether to compute the pooled
     /// embedding (OpenVision 2's objective never uses it).
-    pub fn forward(&self, images: &Tensor, p: Precision, pooled: bool) -> Result<VitOutput> {
+    pub fn forward(&self, images: &Tensor, p: Exec, pooled: bool) -> Result<VitOutput> {
         let x = self.blocks.forward(&self.embed(images, p)?, None, p)?;
-        self.outputs(&x, pooled)
+        self.outputs(&x, pooled, p)
     }
 
     /// Forward with full activation recomputation (`remat='full'` of the released recipe):
@@ -101,24 +101,19 @@ impl VisionTransformer {
     pub fn forward_remat(
         &self,
         images: &Tensor,
-        p: Precision,
+        p: Exec,
         pooled: bool,
     ) -> Result<(VitOutput, RematTape)> {
-        // Detaching each block's output drops its graph, and with it every intermediate.
-        let mut x = self.embed(images, p)?.detach();
-        let mut checkpoints = Vec::with_capacity(self.blocks.blocks.len());
-        for b in &self.blocks.blocks {
-            checkpoints.push(x.clone());
-            x = b.forward(&x, None, p)?.detach();
-        }
-        let leaf = Var::from_tensor(&x)?;
-        let out = self.outputs(leaf.as_tensor(), pooled)?;
+        // Detached here, so that the embedding's graph is freed before the blocks run.
+        let x0 = self.embed(images, p)?.detach();
+        let stack = self.blocks.forward_remat(&x0, None, p)?;
+        drop(x0);
+        let out = self.outputs(stack.output(), pooled, p)?;
         Ok((
             out,
             RematTape {
                 images: images.clone(),
-                checkpoints,
-                leaf,
+                stack,
                 precision: p,
             },
         ))
@@ -134,28 +129,15 @@ impl VisionTransformer {
         grads: &mut GradStore,
         keep: &HashSet<TensorId>,
     ) -> Result<()> {
-        let Some(mut g) = grads.remove(tape.leaf.as_tensor()) else {
+        let Some(g) = grads.remove(tape.stack.output()) else {
             return Ok(());
         };
         let RematTape {
             images,
-            mut checkpoints,
-            leaf,
+            stack,
             precision: p,
         } = tape;
-        drop(leaf);
-        for block in self.blocks.blocks.iter().rev() {
-            let x = checkpoints.pop().expect("one checkpoint per block");
-            let xv = Var::from_tensor(&x)?;
-            drop(x);
-            let out = block.forward(xv.as_tensor(), None, p)?;
-            // d/dθ Σ(out · g) is the vector-Jacobian product of this block.
-            let mut gs = crate::fused::grads::backward(&(out * &g)?.sum_all()?)?;
-            g = gs.remove(xv.as_tensor()).ok_or_else(|| {
-                candle_core::Error::Msg("remat: no gradient reached a block input".into())
-            })?;
-            grads.extend(retain_grads(gs, keep))?;
-        }
+        let g = self.blocks.backward_remat(stack, g, grads, keep)?;
         let x0 = self.embed(&images, p)?;
         grads.extend(retain_grads(
             crate::fused::grads::backward(&(x0 * &g)?.sum_all()?)?,
@@ -164,28 +146,22 @@ impl VisionTransformer {
     }
 }
 
-/// What a recomputing forward pass keeps for its backward pass.
+/// What a recomputing forward pass of the image encoder keeps for its backward pass.
 pub struct RematTape {
     images: Tensor,
-    /// Input of every block, detached.
-    checkpoints: Vec<Tensor>,
-    /// Output of the last block, the start of the loss graph.
-    leaf: Var,
-    precision: Precision,
+    stack: StackTape,
+    precision: Exec,
 }
 
 impl RematTape {
     /// The id of the last block's output, whose gradient starts the recomputation.
     pub fn leaf_id(&self) -> TensorId {
-        self.leaf.as_tensor().id()
+        self.stack.leaf_id()
     }
 
     /// Bytes the checkpoints hold.
     pub fn bytes(&self) -> usize {
-        self.checkpoints
-            .iter()
-            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
-            .sum()
+        self.stack.bytes()
     }
 }
 

@@ -6,7 +6,7 @@
 //! the same patch layout; nothing here changes how `ovbench step` trains.
 
 use crate::config::StackDims;
-use crate::layers::{Block, Precision};
+use crate::layers::{Block, Exec};
 use crate::params::{Init, ParamStore};
 use crate::vit::VisionTransformer;
 use candle_core::{DType, Device, Result, Tensor};
@@ -87,15 +87,15 @@ pub fn from_named(
 }
 
 /// One pre-LN block with a chosen GELU (the same weights and modules as [`Block::forward`]).
-pub fn block_forward(b: &Block, x: &Tensor, gelu: Gelu, p: Precision) -> Result<Tensor> {
+pub fn block_forward(b: &Block, x: &Tensor, gelu: Gelu, p: Exec) -> Result<Tensor> {
     if gelu == Gelu::Tanh {
         return b.forward(x, None, p);
     }
     let x = (x + b
         .attn
-        .forward(&b.ln1.forward(x)?, None, p)?
+        .forward(&b.ln1.forward(x, p)?, None, p)?
         .to_dtype(p.master)?)?;
-    let h = b.mlp.fc1.forward(&b.ln2.forward(&x)?, p)?.gelu_erf()?;
+    let h = b.mlp.fc1.forward(&b.ln2.forward(&x, p)?, p)?.gelu_erf()?;
     let y = b.mlp.fc2.forward(&h, p)?.to_dtype(p.master)?;
     x + y
 }
@@ -108,7 +108,7 @@ impl VisionTransformer {
         images: &Tensor,
         layers: usize,
         gelu: Gelu,
-        p: Precision,
+        p: Exec,
     ) -> Result<Tensor> {
         if layers == 0 || layers > self.blocks.blocks.len() {
             return Err(candle_core::Error::Msg(format!(
@@ -149,9 +149,9 @@ mod tests {
         let mut ps = ParamStore::with(0, &Device::Cpu, DType::F32, Init::Shapes);
         let loaded = from_named(&mut ps, dims(), 4, 8, &named, None).unwrap();
         let img = Tensor::randn(0f32, 1.0, (1, 3, 8, 8), &Device::Cpu).unwrap();
-        let a = vit.forward(&img, Precision::F32, false).unwrap().patches;
+        let a = vit.forward(&img, Exec::F32, false).unwrap().patches;
         let h = loaded
-            .hidden_states(&img, 2, Gelu::Tanh, Precision::F32)
+            .hidden_states(&img, 2, Gelu::Tanh, Exec::F32)
             .unwrap();
         let b = h.narrow(1, 1, 4).unwrap();
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();

@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ovbench_train::config::StackDims;
-use ovbench_train::fused::{self, grads, with_kernels, Kernels};
-use ovbench_train::layers::{mask_from, Block, Precision};
+use ovbench_train::fused::{self, grads, Kernels};
+use ovbench_train::layers::{mask_from, Block, Exec};
 use ovbench_train::params::{Init, ParamStore};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -108,12 +108,14 @@ fn run(case: &Case, dtype: DType, kernels: Kernels) -> (Tensor, Vec<Tensor>) {
     let mask = case
         .mask
         .map(|m| mask_from(case.tokens, m, dtype, &Device::Cpu).unwrap());
-    let p = Precision {
+    let p = Exec {
         compute: dtype,
         master: dtype,
+        kernels,
+        ..Exec::F32
     };
     let w = randn(&[case.batch, case.tokens, case.dims.width], 2, 1.0, dtype);
-    with_kernels(kernels, || {
+    {
         let y = blk.forward(x.as_tensor(), mask.as_ref(), p).unwrap();
         let g = grads::backward(&(&y * &w).unwrap().sum_all().unwrap()).unwrap();
         let mut out = vec![g.get(x.as_tensor()).expect("input gradient").clone()];
@@ -125,7 +127,7 @@ fn run(case: &Case, dtype: DType, kernels: Kernels) -> (Tensor, Vec<Tensor>) {
             );
         }
         (y.detach(), out)
-    })
+    }
 }
 
 /// `kernels` against the composed block: output and all thirteen gradients, per dtype.
@@ -176,14 +178,12 @@ fn fused_block_gradients_match_finite_differences() {
     let mask = mask_from(case.tokens, case.mask.unwrap(), dtype, &Device::Cpu).unwrap();
     let w = randn(x.dims(), 2, 1.0, dtype);
     let objective = |x: &Tensor| -> f64 {
-        with_kernels(Kernels::Fused, || {
-            (blk.forward(x, Some(&mask), Precision::F64).unwrap() * &w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        })
+        (blk.forward(x, Some(&mask), Exec::F64).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     };
     let (_, g) = run(case, dtype, Kernels::Fused);
     // The input.
@@ -251,17 +251,15 @@ fn bare_backward_and_second_backward_fail_with_errors() {
     let case = &cases()[0];
     let (blk, _ps) = block(case.dims, DType::F32, 5);
     let x = Var::from_tensor(&randn(&[2, 5, 12], 1, 1.0, DType::F32)).unwrap();
-    with_kernels(Kernels::Fused, || {
-        let y = blk.forward(x.as_tensor(), None, Precision::F32).unwrap();
-        let loss = y.sum_all().unwrap();
-        let err = loss.backward().unwrap_err().to_string();
-        assert!(err.contains("grads::backward"), "{err}");
-        let y = blk.forward(x.as_tensor(), None, Precision::F32).unwrap();
-        let loss = y.sum_all().unwrap();
-        grads::backward(&loss).unwrap();
-        let err = grads::backward(&loss).unwrap_err().to_string();
-        assert!(err.contains("ran twice"), "{err}");
-    });
+    let y = blk.forward(x.as_tensor(), None, Exec::F32).unwrap();
+    let loss = y.sum_all().unwrap();
+    let err = loss.backward().unwrap_err().to_string();
+    assert!(err.contains("grads::backward"), "{err}");
+    let y = blk.forward(x.as_tensor(), None, Exec::F32).unwrap();
+    let loss = y.sum_all().unwrap();
+    grads::backward(&loss).unwrap();
+    let err = grads::backward(&loss).unwrap_err().to_string();
+    assert!(err.contains("ran twice"), "{err}");
 }
 
 #[test]
@@ -270,9 +268,7 @@ fn fused_block_refuses_a_mask_of_the_wrong_size() {
     let (blk, _ps) = block(case.dims, DType::F32, 5);
     let x = randn(&[2, 5, 12], 1, 1.0, DType::F32);
     let mask = mask_from(4, |i, j| j <= i, DType::F32, &Device::Cpu).unwrap();
-    let err = with_kernels(Kernels::Fused, || {
-        blk.forward(&x, Some(&mask), Precision::F32).unwrap_err()
-    });
+    let err = blk.forward(&x, Some(&mask), Exec::F32).unwrap_err();
     assert!(err.to_string().contains("mask"), "{err}");
-    assert!(fused::block::applies(&blk, &x));
+    assert!(fused::block::applies(&blk.view(), &x, Kernels::Fused));
 }

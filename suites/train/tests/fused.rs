@@ -5,8 +5,8 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use ovbench_train::config::{ModelConfig, PrefixAttention};
 use ovbench_train::data::{Batch, TextLengths};
-use ovbench_train::fused::{self, with_kernels, Kernels};
-use ovbench_train::layers::{mask_from, Precision};
+use ovbench_train::fused::{self, Kernels};
+use ovbench_train::layers::{mask_from, Exec};
 use ovbench_train::optim::{AdamW, AdamWConfig};
 use ovbench_train::recipe::{build, Recipe};
 
@@ -36,39 +36,34 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
         .unwrap()
 }
 
+/// An op under test: f(inputs) with the given kernels.
+type OpFn<'a> = &'a dyn Fn(&[Tensor], Kernels) -> Tensor;
+
 /// Value of f(inputs) and gradients of Σ f(inputs)·w with respect to every input.
 fn value_and_grads(
     inputs: &[Tensor],
     w: &Tensor,
-    f: &dyn Fn(&[Tensor]) -> Tensor,
+    f: OpFn<'_>,
     kernels: Kernels,
 ) -> (Tensor, Vec<Tensor>) {
-    with_kernels(kernels, || {
-        let vars: Vec<Var> = inputs
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
-        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let y = f(&ts);
-        let grads = fused::grads::backward(&(y.clone() * w).unwrap().sum_all().unwrap()).unwrap();
-        let g = ts.iter().map(|t| grads.get(t).unwrap().clone()).collect();
-        (y.detach(), g)
-    })
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&ts, kernels);
+    let grads = fused::grads::backward(&(y.clone() * w).unwrap().sum_all().unwrap()).unwrap();
+    let g = ts.iter().map(|t| grads.get(t).unwrap().clone()).collect();
+    (y.detach(), g)
 }
 
 /// Fused and composed agree on the value and every gradient within `tol` (absolute, the
 /// inputs are O(1)).
-fn agree(name: &str, inputs: &[Tensor], out_shape: &[usize], f: &dyn Fn(&[Tensor]) -> Tensor) {
+fn agree(name: &str, inputs: &[Tensor], out_shape: &[usize], f: OpFn<'_>) {
     agree_within(name, inputs, out_shape, f, 1e-10)
 }
 
-fn agree_within(
-    name: &str,
-    inputs: &[Tensor],
-    out_shape: &[usize],
-    f: &dyn Fn(&[Tensor]) -> Tensor,
-    f64_tol: f64,
-) {
+fn agree_within(name: &str, inputs: &[Tensor], out_shape: &[usize], f: OpFn<'_>, f64_tol: f64) {
     for dtype in [DType::F32, DType::F64] {
         let tol = if dtype == DType::F32 { 2e-4 } else { f64_tol };
         let xs: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(dtype).unwrap()).collect();
@@ -88,25 +83,23 @@ fn agree_within(
 }
 
 /// The fused gradient of input 0 against central differences in f64.
-fn finite_differences(name: &str, inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Tensor) {
+fn finite_differences(name: &str, inputs: &[Tensor], f: OpFn<'_>) {
     let xs: Vec<Tensor> = inputs
         .iter()
         .map(|t| t.to_dtype(DType::F64).unwrap())
         .collect();
-    let out_shape = with_kernels(Kernels::Fused, || f(&xs)).dims().to_vec();
+    let out_shape = f(&xs, Kernels::Fused).dims().to_vec();
     let w = randn(&out_shape, 7, DType::F64);
     let (_, g) = value_and_grads(&xs, &w, f, Kernels::Fused);
     let objective = |x0: &Tensor| -> f64 {
         let mut ys = xs.clone();
         ys[0] = x0.clone();
-        with_kernels(Kernels::Fused, || {
-            (f(&ys) * &w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-        })
+        (f(&ys, Kernels::Fused) * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     };
     let x0: Vec<f64> = xs[0].flatten_all().unwrap().to_vec1().unwrap();
     let g0: Vec<f64> = g[0].flatten_all().unwrap().to_vec1().unwrap();
@@ -137,8 +130,8 @@ fn composed_layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Tensor {
     xn.broadcast_mul(g).unwrap().broadcast_add(b).unwrap()
 }
 
-fn layer_norm(t: &[Tensor]) -> Tensor {
-    if fused::applies(&t[0]) {
+fn layer_norm(t: &[Tensor], k: Kernels) -> Tensor {
+    if fused::applies(&t[0], k) {
         fused::layer_norm(&t[0], &t[1], &t[2], 1e-6).unwrap()
     } else {
         composed_layer_norm(&t[0], &t[1], &t[2])
@@ -169,10 +162,10 @@ fn layer_norm_matches_composed() {
     finite_differences("layer norm", &inputs, &layer_norm);
 }
 
-fn softmax_with(mask: Option<Tensor>) -> impl Fn(&[Tensor]) -> Tensor {
-    move |t: &[Tensor]| {
+fn softmax_with(mask: Option<Tensor>) -> impl Fn(&[Tensor], Kernels) -> Tensor {
+    move |t: &[Tensor], k: Kernels| {
         let m = mask.as_ref().map(|m| m.to_dtype(t[0].dtype()).unwrap());
-        if fused::applies(&t[0]) {
+        if fused::applies(&t[0], k) {
             fused::softmax(&t[0], m.as_ref()).unwrap()
         } else {
             let x = match &m {
@@ -217,8 +210,8 @@ fn softmax_matches_composed_with_and_without_mask() {
     );
 }
 
-fn gelu(t: &[Tensor]) -> Tensor {
-    if fused::applies(&t[0]) {
+fn gelu(t: &[Tensor], k: Kernels) -> Tensor {
+    if fused::applies(&t[0], k) {
         fused::gelu(&t[0]).unwrap()
     } else {
         t[0].gelu().unwrap()
@@ -240,12 +233,17 @@ fn gelu_matches_composed() {
     finite_differences("gelu", &[randn(&[4, 13], 12, DType::F64)], &gelu);
 }
 
-fn xent(targets: Tensor, weights: Tensor) -> impl Fn(&[Tensor]) -> Tensor {
-    move |t: &[Tensor]| {
-        ovbench_train::loss::caption_xent(&t[0], &targets, &weights.to_dtype(t[0].dtype()).unwrap())
-            .unwrap()
-            .reshape(1)
-            .unwrap()
+fn xent(targets: Tensor, weights: Tensor) -> impl Fn(&[Tensor], Kernels) -> Tensor {
+    move |t: &[Tensor], k: Kernels| {
+        ovbench_train::loss::caption_xent(
+            &t[0],
+            &targets,
+            &weights.to_dtype(t[0].dtype()).unwrap(),
+            k,
+        )
+        .unwrap()
+        .reshape(1)
+        .unwrap()
     }
 }
 
@@ -277,9 +275,9 @@ fn head_cross_entropy_matches_composed() {
     let weights = Tensor::from_vec(weights, (b, t), &Device::Cpu).unwrap();
     {
         let (targets, weights) = (targets.clone(), weights.clone());
-        let f = move |x: &[Tensor]| -> Tensor {
+        let f = move |x: &[Tensor], k: Kernels| -> Tensor {
             let w = weights.to_dtype(x[0].dtype()).unwrap();
-            let loss = if fused::applies(&x[0]) {
+            let loss = if fused::applies(&x[0], k) {
                 let nll = fused::linear_nll(
                     &x[0].reshape((b * t, d)).unwrap(),
                     &x[1],
@@ -295,7 +293,7 @@ fn head_cross_entropy_matches_composed() {
                     .unwrap()
             } else {
                 let logits = x[0].broadcast_matmul(&x[1]).unwrap();
-                ovbench_train::loss::caption_xent(&logits, &targets, &w).unwrap()
+                ovbench_train::loss::caption_xent(&logits, &targets, &w, k).unwrap()
             };
             loss.reshape(1).unwrap()
         };
@@ -305,7 +303,7 @@ fn head_cross_entropy_matches_composed() {
         ];
         agree("head + cross-entropy", &inputs, &[1], &f);
         finite_differences("head + cross-entropy (hidden)", &inputs, &f);
-        let swapped = |x: &[Tensor]| f(&[x[1].clone(), x[0].clone()]);
+        let swapped = |x: &[Tensor], k: Kernels| f(&[x[1].clone(), x[0].clone()], k);
         finite_differences(
             "head + cross-entropy (weights)",
             &[inputs[1].clone(), inputs[0].clone()],
@@ -337,22 +335,21 @@ fn training_steps_match_composed_kernels() {
     let batch = Batch::synthetic(4, 32, &TextLengths::default(), 5, &Device::Cpu).unwrap();
     for recipe in [Recipe::Ov1, Recipe::Ov2] {
         let run = |k: Kernels| -> Vec<f64> {
-            with_kernels(k, || {
-                let built = build(recipe, &cfg, 3, &Device::Cpu).unwrap();
-                let mut opt = AdamW::new(&built.params.params, AdamWConfig::default()).unwrap();
-                (0..4)
-                    .map(|step| {
-                        let loss = built.model.loss(&batch, Precision::F32, step).unwrap();
-                        let v = loss.values().unwrap().total;
-                        let grads = built.model.backward(loss, &built.params).unwrap();
-                        for p in built.params.params.iter().filter(|p| p.in_objective) {
-                            assert!(grads.get(p.var.as_tensor()).is_some(), "{k:?}: {}", p.name);
-                        }
-                        opt.step(&built.params.params, &grads).unwrap();
-                        v
-                    })
-                    .collect()
-            })
+            let built = build(recipe, &cfg, 3, &Device::Cpu).unwrap();
+            let mut opt = AdamW::new(&built.params.params, AdamWConfig::default()).unwrap();
+            let exec = Exec::F32.with_kernels(k);
+            (0..4)
+                .map(|step| {
+                    let loss = built.model.loss(&batch, exec, step).unwrap();
+                    let v = loss.values().unwrap().total;
+                    let grads = built.model.backward(loss, &built.params).unwrap();
+                    for p in built.params.params.iter().filter(|p| p.in_objective) {
+                        assert!(grads.get(p.var.as_tensor()).is_some(), "{k:?}: {}", p.name);
+                    }
+                    opt.step(&built.params.params, &grads).unwrap();
+                    v
+                })
+                .collect()
         };
         let c = run(Kernels::Composed);
         for k in [Kernels::Fused, Kernels::Portable] {

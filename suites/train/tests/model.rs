@@ -5,10 +5,10 @@ use ovbench_train::config::{
     ModelConfig, PrefixAttention, StackDims, VitSize, CAPTION_LEN, TEXT_LEN, V1_QUERIES, VOCAB,
 };
 use ovbench_train::data::{Batch, TextLengths};
-use ovbench_train::layers::Precision;
+use ovbench_train::layers::Exec;
 use ovbench_train::optim::{AdamW, AdamWConfig};
 use ovbench_train::params::{Init, Module, ParamStore};
-use ovbench_train::recipe::{build, build_with, Model, Recipe};
+use ovbench_train::recipe::{build, build_with, Model, Recipe, RecipeExec};
 use ovbench_train::step::{self, NoProgress, StepConfig};
 
 /// Ti/16 at 32 px (4 patches) with every stack shrunk to 2 blocks of width 32, so a step takes
@@ -45,7 +45,7 @@ fn loss_falls_on_a_fixed_batch_for_both_recipes() {
         let b = batch(4, 1);
         let mut losses = Vec::new();
         for step in 0..10 {
-            let loss = built.model.loss(&b, Precision::F32, step).unwrap();
+            let loss = built.model.loss(&b, Exec::F32, step).unwrap();
             losses.push(loss.total.to_scalar::<f32>().unwrap());
             let grads = ovbench_train::fused::grads::backward(&loss.total).unwrap();
             opt.step(&built.params.params, &grads).unwrap();
@@ -59,7 +59,7 @@ fn loss_falls_on_a_fixed_batch_for_both_recipes() {
 fn every_trainable_variable_receives_a_nonzero_gradient() {
     for recipe in [Recipe::Ov1, Recipe::Ov2] {
         let built = build(recipe, &tiny(0.5, PrefixAttention::Causal), 3, &Device::Cpu).unwrap();
-        let loss = built.model.loss(&batch(4, 2), Precision::F32, 0).unwrap();
+        let loss = built.model.loss(&batch(4, 2), Exec::F32, 0).unwrap();
         let grads = ovbench_train::fused::grads::backward(&loss.total).unwrap();
         let mut missing = Vec::new();
         for p in built.params.params.iter().filter(|p| p.in_objective) {
@@ -98,7 +98,7 @@ fn every_trainable_variable_receives_a_nonzero_gradient() {
 
 /// Loss in f64 as a function of the current parameter values.
 fn loss_f64(model: &Model, b: &Batch) -> f64 {
-    let l = model.loss(b, Precision::F64, 11).unwrap();
+    let l = model.loss(b, Exec::F64, 11).unwrap();
     l.total.to_scalar::<f64>().unwrap()
 }
 
@@ -150,7 +150,7 @@ fn gradients_agree_with_finite_differences() {
         let cfg = tiny(0.5, attention);
         let ps = ParamStore::with(9, &Device::Cpu, DType::F64, Init::Seeded);
         let built = build_with(recipe, &cfg, ps).unwrap();
-        let loss = built.model.loss(&b, Precision::F64, 11).unwrap();
+        let loss = built.model.loss(&b, Exec::F64, 11).unwrap();
         let grads = ovbench_train::fused::grads::backward(&loss.total).unwrap();
         for name in names {
             let p = built
@@ -258,7 +258,7 @@ fn losses(seed: u64) -> Vec<u32> {
         let mut opt = AdamW::new(&built.params.params, AdamWConfig::default()).unwrap();
         let b = Batch::synthetic(4, 32, &TextLengths::default(), seed, &Device::Cpu).unwrap();
         for step in 0..3 {
-            let loss = built.model.loss(&b, Precision::F32, seed + step).unwrap();
+            let loss = built.model.loss(&b, Exec::F32, seed + step).unwrap();
             out.push(loss.total.to_scalar::<f32>().unwrap().to_bits());
             opt.step(
                 &built.params.params,
@@ -386,8 +386,7 @@ fn flop_model_matches_executed_matmuls() {
             ModelConfig::new("Ti/16".parse().unwrap(), res, keep, PrefixAttention::Causal).unwrap();
         let built = build(recipe, &cfg, 0, &Device::Cpu).unwrap();
         let b = Batch::synthetic(bsz, res, &TextLengths::default(), 0, &Device::Cpu).unwrap();
-        let (_, macs) =
-            ovbench_train::macs::count(|| built.model.loss(&b, Precision::F32, 0).unwrap());
+        let (_, macs) = ovbench_train::macs::count(|| built.model.loss(&b, Exec::F32, 0).unwrap());
         let model = ovbench_train::flops::forward_flops(
             recipe,
             &cfg,
@@ -411,7 +410,8 @@ fn remat_gives_the_same_loss_and_gradients() {
         let built = build(recipe, &tiny(0.5, PrefixAttention::Causal), 3, &Device::Cpu).unwrap();
         let b = batch(3, 8);
         let run = |remat| {
-            let loss = built.model.loss_with(&b, Precision::F32, 5, remat).unwrap();
+            let x = RecipeExec::uniform(Exec::F32).with_remat(remat);
+            let loss = built.model.loss_with(&b, &x, 5).unwrap();
             let total = loss.total.to_scalar::<f32>().unwrap();
             (total, built.model.backward(loss, &built.params).unwrap())
         };

@@ -5,7 +5,7 @@
 use candle_core::{DType, Device};
 use ovbench_train::config::{ModelConfig, PrefixAttention, StackDims};
 use ovbench_train::data::{Batch, TextLengths};
-use ovbench_train::layers::Precision;
+use ovbench_train::layers::Exec;
 use ovbench_train::optim::{AdamW, AdamWConfig};
 use ovbench_train::recipe::{build, Recipe};
 
@@ -36,9 +36,9 @@ fn losses(recipe: Recipe, compute: DType) -> Vec<f64> {
     let cfg = small();
     let built = build(recipe, &cfg, 3, &Device::Cpu).unwrap();
     let b = Batch::synthetic(4, 32, &TextLengths::default(), 5, &Device::Cpu).unwrap();
-    let p = Precision {
+    let p = Exec {
         compute,
-        master: DType::F32,
+        ..Exec::F32
     };
     let mut opt = AdamW::new(&built.params.params, AdamWConfig::default()).unwrap();
     let mut out = Vec::new();

@@ -2,7 +2,7 @@
 
 use super::{oom, Engine, RecipeOutcome};
 use crate::config::ModelConfig;
-use crate::fused::with_kernels;
+use crate::policy::ResolvedPolicy;
 use crate::recipe::Recipe;
 use crate::step::{run_recipe, Progress, StepConfig, StepError};
 use candle_core::Device;
@@ -29,15 +29,14 @@ impl Engine for CandleEngine {
         &mut self,
         cfg: &StepConfig,
         mcfg: &ModelConfig,
+        policy: &ResolvedPolicy,
         recipe: Recipe,
         progress: &mut dyn Progress,
     ) -> Result<RecipeOutcome, StepError> {
         let device = &self.device;
-        let result = with_kernels(cfg.kernels, || {
-            run_recipe(cfg, mcfg, recipe, device, progress)
-        });
+        let result = run_recipe(cfg, mcfg, policy, recipe, device, progress);
         match result {
-            Ok(run) => Ok(match crate::gpu_memory::over_cap(run.gpu.as_ref()) {
+            Ok(run) => Ok(match crate::gpu_memory::over_cap(run.gpu.as_ref(), cfg.mem_cap_bytes) {
                 Some(msg) => RecipeOutcome::Failed(oom(recipe, cfg.batch, &msg)),
                 None => RecipeOutcome::Done(run),
             }),

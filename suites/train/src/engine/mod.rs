@@ -11,10 +11,10 @@
 //! provenance and the record; an engine only runs steps.
 
 pub mod candle;
-pub mod execution;
 pub mod torch;
 
 use crate::config::ModelConfig;
+use crate::policy::ResolvedPolicy;
 use crate::recipe::Recipe;
 use crate::step::{FailedRun, Progress, RecipeRun, StepConfig, StepError};
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,7 @@ pub trait Engine {
         &mut self,
         cfg: &StepConfig,
         mcfg: &ModelConfig,
+        policy: &ResolvedPolicy,
         recipe: Recipe,
         progress: &mut dyn Progress,
     ) -> Result<RecipeOutcome, StepError>;

@@ -8,7 +8,7 @@
 //! always ovbench's (written here with the candle engine's seeds), so that a one-process run
 //! with exported weights takes exactly the candle engine's steps.
 
-use super::execution::Execution;
+use crate::policy::{Execution, PolicyName, ResolvedPolicy};
 use super::{oom, Engine, RecipeOutcome};
 use crate::config::ModelConfig;
 use crate::device::DeviceArg;
@@ -39,7 +39,6 @@ pub struct TorchSettings {
     pub script: PathBuf,
     /// Longest silence of the engine before it is killed.
     pub timeout: Duration,
-    pub nvml_interval: Duration,
     /// A passed same-function check: its export's weights are loaded and its results recorded.
     pub checked: Option<Arc<SameFunction>>,
 }
@@ -68,7 +67,6 @@ fn settings() -> Result<TorchSettings, StepError> {
         python: resolve_python(None, &root).map_err(StepError::Engine)?,
         script,
         timeout: Duration::from_secs(1800),
-        nvml_interval: Duration::from_millis(1),
         checked: None,
     })
 }
@@ -197,6 +195,11 @@ pub fn check_same(cfg: &StepConfig) -> Result<SameFunction, StepError> {
     ec.dtype = crate::device::DTypeArg::F32;
     ec.device = DeviceArg::Cpu;
     ec.nproc = 1;
+    // The check compares the two engines' functions (weights, losses, gradients, one update)
+    // in f32 under ovbench's own policy, the one the export replays; the policy's precision,
+    // moment dtypes and decay set are then the engines' settings, each tested on its own.
+    ec.policy = PolicyName::Ovbench;
+    ec.remat = crate::recipe::Remat::None;
     let dir = tempfile::Builder::new()
         .prefix("ovbench-check-")
         .tempdir()
@@ -210,10 +213,10 @@ pub fn check_same(cfg: &StepConfig) -> Result<SameFunction, StepError> {
             "mode": "check",
             "recipe": recipe.key(),
             "export_dir": export.join(recipe.key()),
-            "execution": Execution::from_step_config(&ec, recipe).in_f32(),
+            "execution": ec.resolved_policy().execution(recipe).in_f32(),
             "threads": threads_per_rank(&ec),
         });
-        let spec = spec_for(&s, config, 1, vec![], vec![], "torch");
+        let spec = spec_for(&s, config, 1, vec![], vec![], "torch", ec.nvml_interval_ms);
         match run_child(&spec, &mut |_, _| {}).map_err(|e| StepError::Engine(e.to_string()))? {
             ChildOutcome::Completed(run) => {
                 let r = run.ranks[0].results.first().cloned().ok_or_else(|| {
@@ -386,6 +389,7 @@ fn spec_for(
     phases: Vec<(String, usize)>,
     gpus: Vec<u32>,
     name: &str,
+    nvml_interval_ms: f64,
 ) -> ChildSpec {
     let mut args: Vec<OsString> = vec!["-u".into()];
     if world > 1 {
@@ -422,7 +426,7 @@ fn spec_for(
         phases,
         timeout: s.timeout,
         gpus,
-        nvml_interval: s.nvml_interval,
+        nvml_interval: Duration::from_secs_f64(nvml_interval_ms / 1e3),
     }
 }
 
@@ -493,6 +497,7 @@ impl Engine for TorchEngine {
         &mut self,
         cfg: &StepConfig,
         mcfg: &ModelConfig,
+        policy: &ResolvedPolicy,
         recipe: Recipe,
         progress: &mut dyn Progress,
     ) -> Result<RecipeOutcome, StepError> {
@@ -519,7 +524,7 @@ impl Engine for TorchEngine {
             &inputs,
         )
         .map_err(|e| StepError::Engine(format!("writing the engine's inputs: {e}")))?;
-        let execution = Execution::from_step_config(cfg, recipe);
+        let execution = *policy.execution(recipe);
         let (weights, same) = match &s.checked {
             Some(c) => (
                 Some(c.export.join(recipe.key()).join("params.safetensors")),
@@ -541,13 +546,13 @@ impl Engine for TorchEngine {
             "lr": cfg.optimizer.lr,
             "inputs": inputs,
             "weights": weights,
-            "mem_cap_bytes": crate::gpu_memory::mem_cap(),
+            "mem_cap_bytes": cfg.mem_cap_bytes,
         });
         let gpus: Vec<u32> = match cfg.device {
             DeviceArg::Cuda(i) => (i..i + world).map(|g| g as u32).collect(),
             DeviceArg::Cpu => vec![],
         };
-        let spec = spec_for(s, config, world, phases, gpus.clone(), "torch");
+        let spec = spec_for(s, config, world, phases, gpus.clone(), "torch", cfg.nvml_interval_ms);
         let before = gpus.first().map(|&g| gpu::snapshot(g));
         progress.recipe_started(recipe, cfg.warmup + cfg.steps);
         let outcome = run_child(&spec, &mut |rank, smp| {
@@ -573,7 +578,7 @@ impl Engine for TorchEngine {
         let out = recipe_run(
             cfg, mcfg, recipe, &run, execution, command, before, &gpus, weights, same,
         )?;
-        if let Some(msg) = crate::gpu_memory::over_cap(out.gpu.as_ref()) {
+        if let Some(msg) = crate::gpu_memory::over_cap(out.gpu.as_ref(), cfg.mem_cap_bytes) {
             return Ok(RecipeOutcome::Failed(oom(recipe, cfg.batch, &msg)));
         }
         Ok(RecipeOutcome::Done(out))
@@ -743,7 +748,7 @@ fn recipe_run(
                 nvml_accounting_peak: acc,
                 pool_release_threshold:
                     "PyTorch's caching allocator: freed blocks stay reserved for reuse".into(),
-                mem_cap_bytes: crate::gpu_memory::mem_cap(),
+                mem_cap_bytes: cfg.mem_cap_bytes,
                 gpu_before: before,
                 gpu_after: after,
                 clocks_or_throttling_changed: changed,

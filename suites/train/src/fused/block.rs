@@ -16,24 +16,44 @@
 //! start the destination before the product adds into it. Attention runs one task per
 //! (image, head) pair.
 //!
-//! f32 and f64 on the CPU; the caller ([`crate::layers::Block`]) falls back to composed ops for
-//! other dtypes and devices.
+//! f32 and f64 on the CPU; the caller hands over a view of the block's weights ([`BlockView`])
+//! and falls back to other ops for other dtypes and devices.
 
 use super::gemm::{matmul, Mat, MatMut, Par, SharedMut};
 use super::{
     cast, grads, msg, slice, take_once, tensor_of, vmath, Real, CHUNK_ROWS, GELU_C, SQRT_2_OVER_PI,
 };
-use crate::layers::Block;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 const OP: &str = "fused transformer block";
 
+/// A view of one block's weights and shape, handed over by its owner (the model code), so
+/// that this op does not depend on how the model stores them.
+#[derive(Clone, Copy)]
+pub struct BlockView<'a> {
+    pub ln1_g: &'a Tensor,
+    pub ln1_b: &'a Tensor,
+    pub qkv_w: &'a Tensor,
+    pub qkv_b: Option<&'a Tensor>,
+    pub out_w: &'a Tensor,
+    pub out_b: Option<&'a Tensor>,
+    pub ln2_g: &'a Tensor,
+    pub ln2_b: &'a Tensor,
+    pub fc1_w: &'a Tensor,
+    pub fc1_b: Option<&'a Tensor>,
+    pub fc2_w: &'a Tensor,
+    pub fc2_b: Option<&'a Tensor>,
+    pub heads: usize,
+    /// Layer-norm epsilon of both norms.
+    pub eps: f64,
+}
+
 /// Whether `block` can run as one fused op on `x` (all weights of `x`'s float type, on the CPU,
 /// every linear layer with a bias).
-pub fn applies(block: &Block, x: &Tensor) -> bool {
-    super::applies(x)
+pub fn applies(block: &BlockView<'_>, x: &Tensor, k: super::Kernels) -> bool {
+    super::applies(x, k)
         && Weights::of(block)
             .map(|w| {
                 w.all()
@@ -44,10 +64,19 @@ pub fn applies(block: &Block, x: &Tensor) -> bool {
 }
 
 /// One block on `x` (B, T, D) with an optional additive (T, T) attention mask.
-pub fn forward(block: &Block, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+///
+/// `keep_probs`: keep the (B, H, T, T) attention probabilities for the backward pass (as XLA
+/// does without flash attention), or keep only the mask and recompute them there, head by head,
+/// with the same arithmetic (so values and gradients are identical either way).
+pub fn forward(
+    block: &BlockView<'_>,
+    x: &Tensor,
+    mask: Option<&Tensor>,
+    keep_probs: bool,
+) -> Result<Tensor> {
     match x.dtype() {
-        DType::F32 => forward_t::<f32>(block, x, mask),
-        DType::F64 => forward_t::<f64>(block, x, mask),
+        DType::F32 => forward_t::<f32>(block, x, mask, keep_probs),
+        DType::F64 => forward_t::<f64>(block, x, mask, keep_probs),
         d => Err(msg(OP, format!("unsupported dtype {d:?}"))),
     }
 }
@@ -70,20 +99,20 @@ struct Weights {
 }
 
 impl Weights {
-    fn of(b: &Block) -> Option<Self> {
+    fn of(b: &BlockView<'_>) -> Option<Self> {
         Some(Weights {
-            ln1_g: b.ln1.gamma.clone(),
-            ln1_b: b.ln1.beta.clone(),
-            qkv_w: b.attn.qkv.w.clone(),
-            qkv_b: b.attn.qkv.b.clone()?,
-            out_w: b.attn.out.w.clone(),
-            out_b: b.attn.out.b.clone()?,
-            ln2_g: b.ln2.gamma.clone(),
-            ln2_b: b.ln2.beta.clone(),
-            fc1_w: b.mlp.fc1.w.clone(),
-            fc1_b: b.mlp.fc1.b.clone()?,
-            fc2_w: b.mlp.fc2.w.clone(),
-            fc2_b: b.mlp.fc2.b.clone()?,
+            ln1_g: b.ln1_g.clone(),
+            ln1_b: b.ln1_b.clone(),
+            qkv_w: b.qkv_w.clone(),
+            qkv_b: b.qkv_b?.clone(),
+            out_w: b.out_w.clone(),
+            out_b: b.out_b?.clone(),
+            ln2_g: b.ln2_g.clone(),
+            ln2_b: b.ln2_b.clone(),
+            fc1_w: b.fc1_w.clone(),
+            fc1_b: b.fc1_b?.clone(),
+            fc2_w: b.fc2_w.clone(),
+            fc2_b: b.fc2_b?.clone(),
         })
     }
 
@@ -217,7 +246,9 @@ struct Saved<T: Real> {
     rstd1: Vec<T>,
     /// [Q K V] (R, 3D).
     qkv: Vec<T>,
-    /// Attention probabilities (B, H, T, T).
+    /// Attention probabilities (B, H, T, T) when they are kept (`KEEP` of [`BlockOp`]); when
+    /// they are recomputed, the additive (T, T) mask (empty without one). One field for both,
+    /// so that what the op holds per block is the same size as before the choice existed.
     probs: Vec<T>,
     /// Attention output before the output projection (R, D).
     attn: Vec<T>,
@@ -228,7 +259,8 @@ struct Saved<T: Real> {
     dact: Vec<T>,
 }
 
-struct BlockOp<T: Real> {
+/// `KEEP`: whether [`Saved::probs`] holds the probabilities or the mask.
+struct BlockOp<T: Real, const KEEP: bool> {
     w: Weights,
     dims: Dims,
     /// The output, computed before the op is attached to the graph; `cpu_fwd` hands it over.
@@ -237,10 +269,15 @@ struct BlockOp<T: Real> {
     saved: Mutex<Option<Saved<T>>>,
 }
 
-fn forward_t<T: Real>(block: &Block, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+fn forward_t<T: Real>(
+    block: &BlockView<'_>,
+    x: &Tensor,
+    mask: Option<&Tensor>,
+    keep_probs: bool,
+) -> Result<Tensor> {
     let w = Weights::of(block).ok_or_else(|| msg(OP, "every linear layer needs a bias"))?;
     let (b, n, d) = x.dims3()?;
-    let heads = block.attn.heads;
+    let heads = block.heads;
     if heads == 0 || d % heads != 0 {
         return Err(msg(
             OP,
@@ -254,7 +291,7 @@ fn forward_t<T: Real>(block: &Block, x: &Tensor, mask: Option<&Tensor>) -> Resul
         d,
         f,
         heads,
-        eps: crate::config::LN_EPS,
+        eps: block.eps,
     };
     let mask = match mask {
         Some(m) => {
@@ -277,18 +314,31 @@ fn forward_t<T: Real>(block: &Block, x: &Tensor, mask: Option<&Tensor>) -> Resul
     let (y, saved) = {
         let (xs, xl) = x.storage_and_layout();
         let xv = cpu::<T>(&xs, xl)?;
-        with_weights::<T, _>(&w, |wv| Ok(block_forward(xv, wv, dims, mask.as_deref())))?
+        with_weights::<T, _>(&w, |wv| {
+            Ok(block_forward(xv, wv, dims, mask.as_deref(), keep_probs))
+        })?
     };
-    let op = BlockOp {
-        w: w.clone(),
-        dims,
-        out: Mutex::new(Some(y)),
-        saved: Mutex::new(train.then_some(saved)),
-    };
-    x.apply_op2(&w.ln1_g, op)
+    let (out, saved) = (Mutex::new(Some(y)), Mutex::new(train.then_some(saved)));
+    if keep_probs {
+        let op = BlockOp::<T, true> {
+            w: w.clone(),
+            dims,
+            out,
+            saved,
+        };
+        x.apply_op2(&w.ln1_g, op)
+    } else {
+        let op = BlockOp::<T, false> {
+            w: w.clone(),
+            dims,
+            out,
+            saved,
+        };
+        x.apply_op2(&w.ln1_g, op)
+    }
 }
 
-impl<T: Real> CustomOp2 for BlockOp<T> {
+impl<T: Real, const KEEP: bool> CustomOp2 for BlockOp<T, KEEP> {
     fn name(&self) -> &'static str {
         "fused-transformer-block"
     }
@@ -323,7 +373,7 @@ impl<T: Real> CustomOp2 for BlockOp<T> {
             let (gs, gl) = dy.storage_and_layout();
             let dyv = cpu::<T>(&gs, gl)?;
             with_weights::<T, _>(&self.w, |wv| {
-                block_backward(dyv, wv, &self.w, self.dims, saved)
+                block_backward(dyv, wv, &self.w, self.dims, saved, KEEP)
             })?
         };
         let Dims { b, n, d, .. } = self.dims;
@@ -341,6 +391,7 @@ fn block_forward<T: Real>(
     w: &W<'_, T>,
     dm: Dims,
     mask: Option<&[T]>,
+    keep_probs: bool,
 ) -> (Vec<T>, Saved<T>) {
     let Dims {
         b, n, d, f, heads, ..
@@ -367,9 +418,9 @@ fn block_forward<T: Real>(
     );
 
     // Attention, one task per (image, head).
-    let mut probs = vec![T::zero(); b * heads * n * n];
+    let mut probs = keep_probs.then(|| vec![T::zero(); b * heads * n * n]);
     let mut attn = vec![T::zero(); r * d];
-    attention_forward(&qkv, mask, dm, &mut probs, &mut attn);
+    attention_forward(&qkv, mask, dm, probs.as_deref_mut(), &mut attn);
 
     // y = x1 = x + attn W_out + b_out.
     let mut y = vec![T::zero(); r * d];
@@ -419,7 +470,10 @@ fn block_forward<T: Real>(
             xhat1,
             rstd1,
             qkv,
-            probs,
+            probs: match probs {
+                Some(p) => p,
+                None => mask.map(<[T]>::to_vec).unwrap_or_default(),
+            },
             attn,
             xhat2,
             rstd2,
@@ -572,40 +626,76 @@ vmath::simd_kernel! {
     }
 }
 
+/// The probabilities of head `h` of image `bi` into `p` (n × n): softmax(s · q kᵀ + mask).
+/// The forward pass and the recomputation in the backward pass both call this, so that a
+/// recomputed head is bit-identical to a kept one.
+fn head_probs<T: Real>(qkv: &[T], mask: Option<&[T]>, dm: Dims, bi: usize, h: usize, p: &mut [T]) {
+    let n = dm.n;
+    let [q, k, _] = head_qkv(qkv, dm, bi, h);
+    matmul(
+        &mut MatMut::new(p, n, n),
+        q,
+        k.t(),
+        dm.scale::<T>(),
+        false,
+        Par::Seq,
+    );
+    masked_softmax_rows(p, mask, n);
+}
+
+/// Runs `f(task, slot)` for every (image, head) task in parallel; each pool thread gets
+/// `per_thread` elements of scratch of its own.
+fn for_each_head<T: Real>(dm: Dims, per_thread: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let threads = rayon::current_num_threads().max(1);
+    let mut scratch = vec![T::zero(); threads * per_thread];
+    let scratch = SharedMut::new(&mut scratch);
+    (0..dm.b * dm.heads).into_par_iter().for_each(|task| {
+        let slot = rayon::current_thread_index().unwrap_or(0) % threads;
+        // SAFETY: each pool thread uses only its own scratch slot, and a task runs to its end on
+        // one thread (nothing in it waits on other rayon work).
+        let mine = unsafe { scratch.slice(slot * per_thread, per_thread) };
+        f(task, mine);
+    });
+}
+
+/// Attention output of every (image, head) into `attn`; the probabilities go to `probs` when
+/// they are kept, else to per-thread scratch.
 fn attention_forward<T: Real>(
     qkv: &[T],
     mask: Option<&[T]>,
     dm: Dims,
-    probs: &mut [T],
+    probs: Option<&mut [T]>,
     attn: &mut [T],
 ) {
     let Dims { n, d, heads, .. } = dm;
     let dh = dm.dh();
-    let scale = dm.scale::<T>();
     let out = SharedMut::new(attn);
-    probs
-        .par_chunks_mut(n * n)
-        .enumerate()
-        .for_each(|(task, p)| {
-            let (bi, h) = (task / heads, task % heads);
-            let [q, k, v] = head_qkv(qkv, dm, bi, h);
-            matmul(&mut MatMut::new(p, n, n), q, k.t(), scale, false, Par::Seq);
-            masked_softmax_rows(p, mask, n);
-            // SAFETY: this task alone writes rows bi·n.. of columns h·dh.. (its head's part of
-            // its image's output), and `attn` is borrowed for the whole parallel loop.
-            unsafe {
-                out.matmul(
-                    bi * n * d + h * dh,
-                    n,
-                    dh,
-                    d,
-                    Mat::new(p, n, n),
-                    v,
-                    T::one(),
-                    false,
-                )
-            };
-        });
+    let head = |task: usize, p: &mut [T]| {
+        let (bi, h) = (task / heads, task % heads);
+        head_probs(qkv, mask, dm, bi, h, p);
+        let [_, _, v] = head_qkv(qkv, dm, bi, h);
+        // SAFETY: this task alone writes rows bi·n.. of columns h·dh.. (its head's part of its
+        // image's output), and `attn` is borrowed for the whole parallel loop.
+        unsafe {
+            out.matmul(
+                bi * n * d + h * dh,
+                n,
+                dh,
+                d,
+                Mat::new(p, n, n),
+                v,
+                T::one(),
+                false,
+            )
+        };
+    };
+    match probs {
+        Some(probs) => probs
+            .par_chunks_mut(n * n)
+            .enumerate()
+            .for_each(|(task, p)| head(task, p)),
+        None => for_each_head(dm, n * n, head),
+    }
 }
 
 vmath::simd_kernel! {
@@ -626,12 +716,15 @@ vmath::simd_kernel! {
 // Backward
 
 /// Returns dx and d(ln1 scale); the other weights' gradients go to [`grads::accumulate`].
+/// `keep`: whether `saved.probs` holds the probabilities (else the mask, and they are
+/// recomputed).
 fn block_backward<T: Real>(
     dy: &[T],
     w: &W<'_, T>,
     wt: &Weights,
     dm: Dims,
     saved: Saved<T>,
+    keep: bool,
 ) -> Result<(Vec<T>, Vec<T>)> {
     let Dims { d, f, .. } = dm;
     let r = dm.rows();
@@ -640,7 +733,7 @@ fn block_backward<T: Real>(
         xhat1,
         rstd1,
         qkv,
-        mut probs,
+        probs,
         attn,
         xhat2,
         rstd2,
@@ -728,8 +821,14 @@ fn block_backward<T: Real>(
 
     // Attention.
     let mut dqkv = vec![T::zero(); r * 3 * d];
-    attention_backward(&qkv, &mut probs, &xn, dm, &mut dqkv);
-    drop((qkv, probs));
+    if keep {
+        attention_backward(&qkv, Some(probs), None, &xn, dm, &mut dqkv);
+    } else {
+        let mask = (!probs.is_empty()).then_some(&probs[..]);
+        attention_backward(&qkv, None, mask, &xn, dm, &mut dqkv);
+        drop(probs);
+    }
+    drop(qkv);
 
     // QKV projection of LN1(x).
     grads::accumulate::<T>(OP, &wt.qkv_b, |g| add_colsum(g, &dqkv))?;
@@ -860,61 +959,89 @@ fn head_qkv<T: Real>(qkv: &[T], dm: Dims, bi: usize, h: usize) -> [Mat<'_, T>; 3
 }
 
 /// Per (image, head): dV = Pᵀ dO, dP = dO Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P)) (written over P),
-/// dQ = s · dS K, dK = s · dSᵀ Q, all into `dqkv`.
-fn attention_backward<T: Real>(qkv: &[T], probs: &mut [T], dattn: &[T], dm: Dims, dqkv: &mut [T]) {
+/// dQ = s · dS K, dK = s · dSᵀ Q, all into `dqkv`. P is the kept probabilities or, when none
+/// were kept, recomputed from Q, K and the mask.
+fn attention_backward<T: Real>(
+    qkv: &[T],
+    probs: Option<Vec<T>>,
+    mask: Option<&[T]>,
+    dattn: &[T],
+    dm: Dims,
+    dqkv: &mut [T],
+) {
     let Dims { n, d, heads, .. } = dm;
     let dh = dm.dh();
     let scale = dm.scale::<T>();
-    let threads = rayon::current_num_threads().max(1);
-    let mut scratch = vec![T::zero(); threads * n * n];
-    let scratch = SharedMut::new(&mut scratch);
     let out = SharedMut::new(dqkv);
+    // `p` holds this head's probabilities on entry; `dp` is scratch.
+    let head = |task: usize, p: &mut [T], dp: &mut [T]| {
+        let (bi, h) = (task / heads, task % heads);
+        // The same offset locates this head's q, k and v gradients in `dqkv`.
+        let base = bi * n * 3 * d + h * dh;
+        let [q, k, v] = head_qkv(qkv, dm, bi, h);
+        let d_o = Mat::strided(dattn, bi * n * d + h * dh, n, dh, d, 1);
+        // SAFETY: this task alone writes its head's columns of its image's rows of `dqkv`.
+        unsafe {
+            out.matmul(
+                base + 2 * d,
+                n,
+                dh,
+                3 * d,
+                Mat::new(p, n, n).t(),
+                d_o,
+                T::one(),
+                false,
+            );
+            matmul(
+                &mut MatMut::new(dp, n, n),
+                d_o,
+                v.t(),
+                T::one(),
+                false,
+                Par::Seq,
+            );
+            softmax_grad_rows(p, dp, n);
+            out.matmul(base, n, dh, 3 * d, Mat::new(p, n, n), k, scale, false);
+            out.matmul(
+                base + d,
+                n,
+                dh,
+                3 * d,
+                Mat::new(p, n, n).t(),
+                q,
+                scale,
+                false,
+            );
+        }
+    };
+    match probs {
+        Some(mut probs) => for_each_head_with(dm, &mut probs, n * n, head),
+        None => for_each_head(dm, 2 * n * n, |task, slot: &mut [T]| {
+            let (p, dp) = slot.split_at_mut(n * n);
+            head_probs(qkv, mask, dm, task / heads, task % heads, p);
+            head(task, p, dp);
+        }),
+    }
+}
+
+/// As [`for_each_head`], each task also getting its own (n × n) chunk of `probs`.
+fn for_each_head_with<T: Real>(
+    dm: Dims,
+    probs: &mut [T],
+    per_thread: usize,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
+) {
+    let threads = rayon::current_num_threads().max(1);
+    let mut scratch = vec![T::zero(); threads * per_thread];
+    let scratch = SharedMut::new(&mut scratch);
     probs
-        .par_chunks_mut(n * n)
+        .par_chunks_mut(dm.n * dm.n)
         .enumerate()
         .for_each(|(task, p)| {
-            let (bi, h) = (task / heads, task % heads);
-            // The same offset locates this head's q, k and v gradients in `dqkv`.
-            let base = bi * n * 3 * d + h * dh;
-            let [q, k, v] = head_qkv(qkv, dm, bi, h);
-            let d_o = Mat::strided(dattn, bi * n * d + h * dh, n, dh, d, 1);
             let slot = rayon::current_thread_index().unwrap_or(0) % threads;
-            // SAFETY: each pool thread uses only its own scratch slot, and a task runs to its
-            // end on one thread (nothing in it waits on other rayon work). This task alone
-            // writes its head's columns of its image's rows of `dqkv`.
-            unsafe {
-                out.matmul(
-                    base + 2 * d,
-                    n,
-                    dh,
-                    3 * d,
-                    Mat::new(p, n, n).t(),
-                    d_o,
-                    T::one(),
-                    false,
-                );
-                let dp = scratch.slice(slot * n * n, n * n);
-                matmul(
-                    &mut MatMut::new(dp, n, n),
-                    d_o,
-                    v.t(),
-                    T::one(),
-                    false,
-                    Par::Seq,
-                );
-                softmax_grad_rows(p, dp, n);
-                out.matmul(base, n, dh, 3 * d, Mat::new(p, n, n), k, scale, false);
-                out.matmul(
-                    base + d,
-                    n,
-                    dh,
-                    3 * d,
-                    Mat::new(p, n, n).t(),
-                    q,
-                    scale,
-                    false,
-                );
-            }
+            // SAFETY: as in `for_each_head`.
+            let dp = unsafe { scratch.slice(slot * per_thread, per_thread) };
+            f(task, p, dp);
         });
 }
 

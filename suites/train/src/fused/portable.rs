@@ -12,7 +12,9 @@
 
 use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::op::{Add, Div, Exp, Log, Mul, ReduceOp, Sqr, Sqrt, Sub};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
+};
 
 /// The layouts of a row-wise op over the last dimension of `shape`: the contiguous full
 /// layout, the contiguous (…, 1) layout of a per-row value, and that value broadcast to full.
@@ -432,6 +434,237 @@ impl CustomOp2 for Recompute {
             candle_core::Error::Msg("recompute: no gradient reached the input".into()).bt()
         })?;
         Ok((Some(dx.detach()), None))
+    }
+}
+
+/// The op's value is its second argument, computed without a graph; its backward pass reads
+/// what `saved` holds and frees it.
+struct Saved<S> {
+    name: &'static str,
+    saved: std::sync::Mutex<Option<S>>,
+    bwd: fn(&Tensor, S, &Tensor) -> Result<Tensor>,
+}
+
+impl<S: Send> CustomOp2 for Saved<S> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        copy_of(s2, l2)
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        copy_of(s2, l2)
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _value: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let saved = super::take_once(
+            &self.saved,
+            self.name,
+            "backward pass ran twice over one forward pass (its saved buffers are freed after the first)",
+        )?;
+        Ok((
+            Some((self.bwd)(&x.detach(), saved, &dy.detach())?.detach()),
+            None,
+        ))
+    }
+}
+
+/// The packed (B, T, 3D) projections as per-head (B, H, T, dh) queries (already scaled by
+/// 1/√dh), keys and values.
+fn heads_of(qkv: &Tensor, heads: usize) -> Result<(Tensor, Tensor, Tensor, f64)> {
+    let (b, t, d3) = qkv.dims3()?;
+    let d = d3 / 3;
+    let dh = d / heads;
+    let split = |i: usize| -> Result<Tensor> {
+        qkv.narrow(2, i * d, d)?
+            .reshape((b, t, heads, dh))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let scale = 1.0 / (dh as f64).sqrt();
+    Ok(((split(0)? * scale)?, split(1)?, split(2)?, scale))
+}
+
+/// Attention that keeps its probabilities: softmax(q kᵀ / √dh + mask) v from the packed (B, T,
+/// 3D) projections to the merged (B, T, D) output, as [`crate::layers`] composes it (scores in
+/// the compute dtype, softmax in `master`), keeping only the (B, H, T, T) probabilities, in the
+/// compute dtype, for the backward pass (what XLA keeps without flash attention), besides the
+/// projections the graph already holds.
+pub fn attention_keep(
+    qkv: &Tensor,
+    mask: Option<&Tensor>,
+    heads: usize,
+    master: DType,
+) -> Result<Tensor> {
+    let (b, t, d3) = qkv.dims3()?;
+    let d = d3 / 3;
+    let (probs, y) = {
+        let (q, k, v, _) = heads_of(&qkv.detach(), heads)?;
+        let scores = q.matmul(&k.t()?)?.to_dtype(master)?;
+        let probs = softmax(&scores, mask)?.to_dtype(v.dtype())?;
+        drop(scores);
+        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        (probs, y)
+    };
+    let op = Saved {
+        name: "portable-attention-kept-probabilities",
+        saved: std::sync::Mutex::new(Some((probs, heads, master))),
+        bwd: attention_keep_bwd,
+    };
+    qkv.apply_op2(&y, op)
+}
+
+/// dV = Pᵀ dO, dP = dO Vᵀ, dS = P (dP − Σ dP P) in `master`, dQ = s dS K, dK = dSᵀ (s Q).
+fn attention_keep_bwd(
+    qkv: &Tensor,
+    (p, heads, master): (Tensor, usize, DType),
+    dy: &Tensor,
+) -> Result<Tensor> {
+    let (b, t, d3) = qkv.dims3()?;
+    let d = d3 / 3;
+    let dh = d / heads;
+    let (q, k, v, scale) = heads_of(qkv, heads)?;
+    let d_o = dy
+        .to_dtype(v.dtype())?
+        .reshape((b, t, heads, dh))?
+        .transpose(1, 2)?
+        .contiguous()?;
+    let dv = p.t()?.matmul(&d_o)?;
+    let dp = d_o.matmul(&v.t()?)?.to_dtype(master)?;
+    drop((d_o, v));
+    let pm = p.to_dtype(master)?;
+    drop(p);
+    let ds = softmax_grad(&pm, &dp)?.to_dtype(q.dtype())?;
+    drop((pm, dp));
+    let dq = (ds.matmul(&k)? * scale)?;
+    let dk = ds.t()?.matmul(&q)?;
+    let merge = |x: Tensor| x.transpose(1, 2)?.reshape((b, t, d));
+    Tensor::cat(&[merge(dq)?, merge(dk)?, merge(dv)?], 2)
+}
+
+/// The vocabulary head with the caption loss as the released JAX code builds it
+/// (`losses/common.py` 232-240): the f32 logits h W (N, V), their log-softmax and a one-hot of
+/// the targets, each (N, V) f32, are materialised and kept for the backward pass, which frees
+/// them; returns the per-row −Σ one-hot · log p, (N). `h` (N, D) and `w` (D, V) are cast to
+/// `compute` for the product. The backward pass gives h's and W's gradients directly, so no
+/// (N, V) gradient outlives it.
+pub fn head_materialized_nll(
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    compute: DType,
+) -> Result<Tensor> {
+    let (n, _) = h.dims2()?;
+    let v = w.dim(1)?;
+    let t = targets.to_dtype(DType::U32)?.reshape((n, 1))?;
+    let (kept, nll) = {
+        let logits = h
+            .detach()
+            .to_dtype(compute)?
+            .matmul(&w.detach().to_dtype(compute)?)?
+            .to_dtype(DType::F32)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let one_hot = Tensor::zeros((n, v), DType::F32, h.device())?.scatter_add(
+            &t,
+            &Tensor::ones((n, 1), DType::F32, h.device())?,
+            1,
+        )?;
+        let nll = (&one_hot * &logp)?.sum(1)?.neg()?.to_dtype(h.dtype())?;
+        ((logits, logp, one_hot), nll)
+    };
+    crate::macs::record(n * h.dim(1)? * v);
+    let op = HeadMaterialized {
+        saved: std::sync::Mutex::new(Some(kept)),
+        compute,
+    };
+    h.apply_op3(w, &nll, op)
+}
+
+type HeadBuffers = (Tensor, Tensor, Tensor);
+
+struct HeadMaterialized {
+    /// Logits, log-softmax, one-hot: kept until the backward pass.
+    saved: std::sync::Mutex<Option<HeadBuffers>>,
+    compute: DType,
+}
+
+impl CustomOp3 for HeadMaterialized {
+    fn name(&self) -> &'static str {
+        "materialized-head-cross-entropy"
+    }
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        copy_of(s3, l3)
+    }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        copy_of(s3, l3)
+    }
+    fn bwd(
+        &self,
+        h: &Tensor,
+        w: &Tensor,
+        _value: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (logits, logp, one_hot) = super::take_once(
+            &self.saved,
+            "materialized head + cross-entropy",
+            "backward pass ran twice over one forward pass (its buffers are freed after the first)",
+        )?;
+        drop(logits);
+        // d nll / d logits = g (exp(log p) − one-hot), row by row.
+        let p = logp.exp()?;
+        drop(logp);
+        let diff = (p - one_hot)?;
+        let dl = diff
+            .broadcast_mul(&g.detach().to_dtype(DType::F32)?.unsqueeze(1)?)?
+            .to_dtype(self.compute)?;
+        drop(diff);
+        let (h, w) = (h.detach(), w.detach());
+        let dh = dl
+            .matmul(&w.to_dtype(self.compute)?.t()?)?
+            .to_dtype(h.dtype())?;
+        let dw = h
+            .to_dtype(self.compute)?
+            .t()?
+            .matmul(&dl)?
+            .to_dtype(w.dtype())?;
+        Ok((Some(dh), Some(dw), None))
     }
 }
 
