@@ -7,8 +7,8 @@
 #   1. environment: CUDA libraries from the Python nvidia-* packages, nvidia-smi, versions;
 #   2. torch engine: smoke step on the GPU, the same-function check against candle (CPU,
 #      Ti/16), the L/14 224 px batch 64 bf16 step of both recipes (eager), the L/14 claim set
-#      with one command: `ovbench repro --preset l14-224 --engine torch` (max batch under a
-#      32 GiB cap searched by real steps), the GPU's matmul peak, the same step across every
+#      with one command: `ovbench repro --preset l14-224 --engine torch` (every claim under the
+#      released and matched-bf16 policies), the GPU's matmul peak, the same step across every
 #      GPU (--nproc) when there are several, and with torch.compile;
 #   3. candle CUDA binary: smoke test (one Ti/16 step of each recipe), one step on GPU vs CPU
 #      (loss agreement), the paper presets for both recipes (bf16, then f32 as time allows;
@@ -52,11 +52,11 @@ nvidia-smi || true
 if [[ $TINY == 1 ]]; then
   DEV=cpu; NGPU=2   # two gloo processes stand in for two GPUs
   L14="--model Ti/16 --res 64 --batch 4 --dtype f32"; WS="--warmup 1 --steps 2"
-  REPRO="--preset small --device cpu --batch 2 --steps 1 --warmup 1 --mem-cap 2GiB --confirm-limit 4"
+  REPRO="--preset small --device cpu --batch 2 --steps 2 --warmup 1 --policy released"
 else
   DEV=cuda:0; NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || echo 0)
   L14="--model L/14 --res 224 --batch 64 --dtype bf16"; WS="--warmup 2 --steps 5"
-  REPRO="--preset l14-224 --device cuda:0 --dtype bf16 --batch 16 --steps 2 --warmup 1 --mem-cap 32GiB --confirm-limit 256"
+  REPRO="--preset l14-224 --device cuda:0 --batch 16 --steps 2 --warmup 1 --mem-cap 32GiB"
 fi
 
 tstep() { # name, args...: the torch engine through the CPU binary
@@ -162,12 +162,12 @@ for b in 128 256; do
   step cap32-L14-224-b$b --device cuda:0 --kernels "$KERNELS" --model L/14 --res 224 --batch $b --dtype bf16 --warmup 0 --steps 1 --mem-cap 32GiB || true
 done
 
-say "the L/14 claim set on this GPU: ovbench repro, with the max batch under a 32 GiB cap searched by real steps"
+say "the L/14 claim set on this GPU: ovbench repro under the released and matched-bf16 policies"
 t=$(( $(left) - 20 )); (( t > 240 )) && t=240
 if (( t >= 60 )); then
-  echo "--- repro: ovbench repro --preset l14-224 --device cuda:0 --dtype bf16 --batch 16 ..."
-  timeout "$t" "$BIN" repro --preset l14-224 --device cuda:0 --kernels "$KERNELS" --dtype bf16 --batch 16 --steps 2 --warmup 1 \
-    --mem-cap 32GiB --confirm-limit 512 --out "$R/repro-l14-224"
+  echo "--- repro: ovbench repro --preset l14-224 --device cuda:0 --batch 16 ..."
+  timeout "$t" "$BIN" repro --preset l14-224 --device cuda:0 --kernels "$KERNELS" --batch 16 --steps 2 --warmup 1 \
+    --mem-cap 32GiB --out "$R/repro-l14-224"
   echo "--- repro: exit $?"
 else
   echo "skip repro: out of time"

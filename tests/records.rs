@@ -61,14 +61,19 @@ fn every_schema_written_is_one_the_readers_know() {
         (ReproReport::KIND, ReproReport::VERSION),
         (ScoreRecord::KIND, ScoreRecord::VERSION),
         (EvalRecord::KIND, EvalRecord::VERSION),
+        (
+            ovbench_train::footprint::MemoryReport::KIND,
+            ovbench_train::footprint::MemoryReport::VERSION,
+        ),
     ] {
         assert!(
             CURRENT_SCHEMAS.contains(&(kind, version)),
             "{kind}/{version} is written but ovbench-gate does not list it"
         );
     }
-    // The fifth, engines/1, is written by scripts/torch_vs_ovbench.py.
-    assert_eq!(CURRENT_SCHEMAS.len(), 5);
+    // Besides these: engines/1, written by scripts/torch_vs_ovbench.py, and repro/3, the
+    // envelope layout before execution policies.
+    assert_eq!(CURRENT_SCHEMAS.len(), 7);
 }
 
 #[test]
@@ -241,24 +246,83 @@ fn eval_records_round_trip_and_gate() {
     ok(&o);
 }
 
-/// The archived repro records are the old layout; their body reads as today's type, so the
-/// typed record written from it round-trips.
+/// A repro record of today's layout, written by the binary (the small preset under one
+/// policy, two rounds), reads back through the envelope with its per-policy projections, and
+/// passes the checker; a memory record likewise.
 #[test]
-fn repro_records_round_trip() {
+fn repro_and_memory_records_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
-    let old = std::fs::read_dir(src.join("archive/repro"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "json"))
-        .expect("a committed repro record");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&old).unwrap()).unwrap();
-    let body: ReproReport = serde_json::from_value(v.clone()).unwrap();
-    let prov = serde_json::from_value(v["provenance"].clone()).unwrap();
     let p = dir.path().join("repro.json");
-    std::fs::write(&p, Record::new(prov, body).to_json()).unwrap();
+    let o = ovbench(
+        &[
+            "repro",
+            "--preset",
+            "small",
+            "--policy",
+            "matched-f32",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--quiet",
+            "--out",
+            p.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    ok(&o);
+    assert!(
+        p.with_extension("md").is_file(),
+        "the report beside the record"
+    );
     let env = round_trip::<ReproReport>(&p);
-    assert!(env.metric("ov1/projected_device_hours").is_some());
+    assert_eq!(env.workload["policies"], "matched-f32");
+    for kind in ["steps_alone", "with_loop"] {
+        let m = env
+            .metric(&format!("matched-f32/ov1/projected_device_hours/{kind}"))
+            .unwrap_or_else(|| panic!("{kind}"));
+        assert_eq!(m.unit, "device-h");
+    }
+    assert!(env.metric("matched-f32/ov2/max_batch_under_cap").is_some());
+    // A test build's tree may be dirty; two rounds are what this test affords.
+    let args = [
+        "check",
+        "--allow-dirty",
+        "--min-steps",
+        "2",
+        p.to_str().unwrap(),
+    ];
+    ok(&ovbench(&args, dir.path()));
+
+    let m = dir.path().join("memory.json");
+    let o = ovbench(
+        &[
+            "memory",
+            "--policy",
+            "matched-bf16",
+            "--model",
+            "Ti/16",
+            "--res",
+            "32",
+            "--batch",
+            "2",
+            "--check",
+            "--json",
+            m.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    ok(&o);
+    let env = round_trip::<ovbench_train::footprint::MemoryReport>(&m);
+    assert_eq!(env.workload["policy"], "matched-bf16");
+    let model = env.metric("ov1/batch_2/model_step_peak_bytes").unwrap();
+    let counted = env.metric("ov1/batch_2/allocator_step_peak_bytes").unwrap();
+    let value = |m: &ovbench_harness::envelope::Metric| match m.measurement {
+        ovbench_harness::envelope::Measurement::Deterministic { value } => value,
+        _ => panic!("{} is deterministic", m.name),
+    };
+    let (a, b) = (value(model), value(counted));
+    assert!((a / b - 1.0).abs() < 0.05, "model {a} allocator {b}");
 }
 
 /// What CI checks: every committed record passes the project's own checker (archives are

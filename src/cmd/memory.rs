@@ -193,8 +193,7 @@ pub fn run(args: MemoryArgs) -> anyhow::Result<ExitCode> {
             table4: t4,
         };
         let json = Record::new(super::provenance(), rec).to_json();
-        ovbench_harness::io::write_atomic(path, &json)
-            .context("writing the memory record")?;
+        ovbench_harness::io::write_atomic(path, &json).context("writing the memory record")?;
         println!("record: {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

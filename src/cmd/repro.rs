@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use ovbench_harness::io::OutputSet;
-use ovbench_harness::{record, table, Record};
+use ovbench_harness::{table, Record};
 use ovbench_train::device::{DTypeArg, DeviceArg};
 use ovbench_train::policy::PolicyName;
 use ovbench_train::recipe::{Recipe, Remat};
@@ -77,7 +77,8 @@ pub struct ReproArgs {
     /// CPU threads for matrix products (0: all)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Folder for the JSON and markdown reports
+    /// Folder for the JSON record and its markdown report, or the record's .json path (the
+    /// report is written beside it as .md)
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
     #[arg(long)]
@@ -133,7 +134,10 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
         ..defaults
     };
     cfg.validate().map_err(anyhow::Error::msg)?;
-    let json = (!args.no_record).then(|| record::default_path(&args.out, "repro"));
+    if ovbench_harness::io::is_stdout(&args.out) {
+        anyhow::bail!("--out: repro writes a record and a report; name a folder or a .json file");
+    }
+    let json = (!args.no_record).then(|| super::record_path(&args.out, "repro"));
     if let Some(p) = &json {
         ovbench_harness::io::check_writable(p)
             .context("--out: the record could not be written there")?;

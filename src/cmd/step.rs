@@ -168,10 +168,7 @@ impl StepArgs {
 }
 
 /// Resolves the torch engine (engines/torch/engine.py and its Python) for this process.
-pub fn configure_torch(
-    python: Option<&std::path::Path>,
-    timeout_s: f64,
-) -> anyhow::Result<()> {
+pub fn configure_torch(python: Option<&std::path::Path>, timeout_s: f64) -> anyhow::Result<()> {
     use ovbench_train::engine::torch;
     if !(timeout_s > 0.0 && timeout_s.is_finite()) {
         anyhow::bail!("--engine-timeout must be a positive number of seconds");

@@ -31,6 +31,7 @@ pub fn upgrade(path: &Path, schema: &Schema, v: &Value) -> Result<Option<Envelop
         ("repro", 1 | 2) => repro(&r)?,
         ("eval", 1) => eval(&r)?,
         ("torch-cpu", 1) => return torch_cpu(&r, schema).map(Some),
+        ("memory", 1) => memory(&r)?,
         _ => return Ok(None),
     };
     Ok(Some(Envelope {
@@ -493,6 +494,68 @@ fn eval(r: &Reader) -> Result<Parts, GateError> {
     ] {
         if let Some(v) = r.num_in(r.v, field, &field.replace('/', "."))? {
             out.push(Metric::deterministic(name, "tokens", Neither, v));
+        }
+    }
+    Ok((wl, r.host_label(None), out, Vec::new()))
+}
+
+/// `ovbench.memory/1`: the memory model's rows (with allocator checks) and Table 4, before the
+/// envelope. Metric names as `ovbench.memory/2` writes them.
+fn memory(r: &Reader) -> Result<Parts, GateError> {
+    let s = |k: &str| r.get(k).map(short).unwrap_or_default();
+    let wl = workload(vec![
+        ("policy", s("policy/name")),
+        ("model", format!("{}/{}", s("model/size"), s("model/patch"))),
+        ("resolution", s("resolution")),
+        ("kernels", s("kernels")),
+        ("device", "cpu".into()),
+    ]);
+    let mut out = Vec::new();
+    let bytes = |name: String, v: f64| Metric::deterministic(name, "bytes", SmallerIsBetter, v);
+    for (i, row) in r.array("rows")?.iter().enumerate() {
+        let field = |f: &str| format!("rows[{i}].{f}");
+        let recipe = row
+            .pointer("/model/recipe")
+            .map(short)
+            .ok_or_else(|| r.err(&field("model.recipe"), "missing"))?;
+        let batch = r
+            .num_in(row, "model/batch", &field("model.batch"))?
+            .ok_or_else(|| r.err(&field("model.batch"), "missing"))?;
+        let id = format!("{recipe}/batch_{batch}");
+        for (path, name) in [
+            ("model/step/bytes", "model_step_peak_bytes"),
+            ("model/forward/bytes", "model_forward_peak_bytes"),
+            ("measured_step_peak_bytes", "allocator_step_peak_bytes"),
+            (
+                "measured_forward_peak_bytes",
+                "allocator_forward_peak_bytes",
+            ),
+        ] {
+            if let Some(v) = r.num_in(row, path, &field(&path.replace('/', ".")))? {
+                out.push(bytes(format!("{id}/{name}"), v));
+            }
+        }
+    }
+    if let Some(Value::Array(rows)) = r.get("table4/rows") {
+        for (i, row) in rows.iter().enumerate() {
+            let field = |f: &str| format!("table4.rows[{i}].{f}");
+            let id = row
+                .get("id")
+                .map(short)
+                .ok_or_else(|| r.err(&field("id"), "missing"))?;
+            if let Some(v) =
+                r.num_in(row, "predicted/step/bytes", &field("predicted.step.bytes"))?
+            {
+                out.push(bytes(format!("table4/{id}/model_peak_bytes"), v));
+            }
+            if let Some(Value::Bool(b)) = row.get("predicted_fits") {
+                out.push(Metric::deterministic(
+                    format!("table4/{id}/fits_cap"),
+                    "bool",
+                    BiggerIsBetter,
+                    *b as u8 as f64,
+                ));
+            }
         }
     }
     Ok((wl, r.host_label(None), out, Vec::new()))

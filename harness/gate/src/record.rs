@@ -18,7 +18,7 @@ pub const CURRENT_SCHEMAS: &[(&str, u32)] = &[
     ("score", 2),
     ("eval", 2),
     ("engines", 1),
-    ("memory", 1),
+    ("memory", 2),
 ];
 
 /// ovbench files that are inputs to a measurement, not measurements: listed, not judged.

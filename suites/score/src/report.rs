@@ -293,7 +293,12 @@ fn confirm_position(
     };
     // Compared case-blind with whitespace runs as one space: lmms-eval's TextVQA prompt
     // capitalises the question (Python `str.capitalize`, which lowers the rest too).
-    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
     if let Some(q) = &w.question {
         if norm(q) != norm(question) {
             return refuse(format!(

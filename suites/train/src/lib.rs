@@ -16,7 +16,6 @@ pub mod gpu_memory;
 pub mod layers;
 pub mod loss;
 pub mod macs;
-pub mod memory;
 pub mod optim;
 #[cfg(feature = "cuda")]
 mod optim_cuda;

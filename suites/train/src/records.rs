@@ -408,8 +408,9 @@ impl RecordBody for ReproReport {
 
 impl RecordBody for crate::footprint::MemoryReport {
     const KIND: &'static str = "memory";
-    /// 1: the analytic memory model's predictions, with allocator checks and Table 4.
-    const VERSION: u32 = 1;
+    /// 2: the envelope beside the body (1: the analytic memory model's predictions, with
+    /// allocator checks and Table 4, before the envelope).
+    const VERSION: u32 = 2;
 
     fn workload(&self) -> Workload {
         [
@@ -451,10 +452,18 @@ impl RecordBody for crate::footprint::MemoryReport {
             ));
             for (name, v) in [
                 ("allocator_step_peak_bytes", c.measured_step_peak_bytes),
-                ("allocator_forward_peak_bytes", c.measured_forward_peak_bytes),
+                (
+                    "allocator_forward_peak_bytes",
+                    c.measured_forward_peak_bytes,
+                ),
             ] {
                 if let Some(v) = v {
-                    out.push(det(format!("{id}/{name}"), "bytes", SmallerIsBetter, v as f64));
+                    out.push(det(
+                        format!("{id}/{name}"),
+                        "bytes",
+                        SmallerIsBetter,
+                        v as f64,
+                    ));
                 }
             }
         }

@@ -425,7 +425,12 @@ fn device_seconds(
 impl ReproReport {
     /// The full-schedule device-hours of one recipe under policy `p`, computed from each
     /// measured round alone: round i takes the i-th sample of every stage's lists.
-    pub fn round_device_hours(&self, p: PolicyName, recipe: Recipe, kind: ProjectionKind) -> Vec<f64> {
+    pub fn round_device_hours(
+        &self,
+        p: PolicyName,
+        recipe: Recipe,
+        kind: ProjectionKind,
+    ) -> Vec<f64> {
         let rounds = self
             .stages
             .iter()
@@ -443,8 +448,7 @@ impl ReproReport {
         (0..rounds)
             .map(|i| {
                 let mut nth = |xs: &[f64]| xs.get(i).or(xs.last()).copied().unwrap_or(0.0);
-                device_seconds(&self.stages, recipe, p, chips, with_loop, &mut nth)
-                    / 3600.0
+                device_seconds(&self.stages, recipe, p, chips, with_loop, &mut nth) / 3600.0
             })
             .collect()
     }
@@ -521,9 +525,9 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
     cfg.validate().map_err(ReproError::Config)?;
     let (backbone, final_res) = cfg.preset.target();
     let mut caveats = vec![format!(
-        "measured on {} with --kernels {:?}, engine {}{}{}",
+        "measured on {} with --kernels {}, engine {}{}{}",
         cfg.device,
-        cfg.kernels,
+        crate::records::key(&cfg.kernels),
         cfg.engine,
         if cfg.compile { " (compiled)" } else { "" },
         if cfg.nproc > 1 {
@@ -873,6 +877,16 @@ fn judge_claims(
                 if let Some(why) = &p.inconclusive {
                     j.verdict = Verdict::Inconclusive;
                     j.reason = format!("{why}. {}", j.reason);
+                }
+                if !same_model {
+                    // Ti/16's vocabulary head and text tower weigh far more against its encoder
+                    // than L/14's do: its ratio says nothing for or against the paper's.
+                    j.verdict = Verdict::Inconclusive;
+                    j.reason = format!(
+                        "the small preset's Ti/16 stands in for the paper's backbone, whose ratio \
+                         it does not measure. {}",
+                        j.reason
+                    );
                 }
                 out.push(j);
             }

@@ -36,10 +36,12 @@ impl Engine for CandleEngine {
         let device = &self.device;
         let result = run_recipe(cfg, mcfg, policy, recipe, device, progress);
         match result {
-            Ok(run) => Ok(match crate::gpu_memory::over_cap(run.gpu.as_ref(), cfg.mem_cap_bytes) {
-                Some(msg) => RecipeOutcome::Failed(oom(recipe, cfg.batch, &msg)),
-                None => RecipeOutcome::Done(run),
-            }),
+            Ok(run) => Ok(
+                match crate::gpu_memory::over_cap(run.gpu.as_ref(), cfg.mem_cap_bytes) {
+                    Some(msg) => RecipeOutcome::Failed(oom(recipe, cfg.batch, &msg)),
+                    None => RecipeOutcome::Done(run),
+                },
+            ),
             Err(e) if device.is_cuda() && crate::gpu_memory::is_oom_message(&e.to_string()) => Ok(
                 RecipeOutcome::Failed(oom(recipe, cfg.batch, &e.to_string())),
             ),

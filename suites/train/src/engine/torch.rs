@@ -8,13 +8,13 @@
 //! always ovbench's (written here with the candle engine's seeds), so that a one-process run
 //! with exported weights takes exactly the candle engine's steps.
 
-use crate::policy::{Execution, PolicyName, ResolvedPolicy};
 use super::{oom, Engine, RecipeOutcome};
 use crate::config::ModelConfig;
 use crate::device::DeviceArg;
 use crate::flops::{forward_flops, V1_TEXT_PASSES};
 use crate::gpu_memory::{AccountingView, AllocatorView, GpuMemory};
 use crate::params::Module;
+use crate::policy::{Execution, PolicyName, ResolvedPolicy};
 use crate::recipe::Recipe;
 use crate::step::{HostMemory, Progress, RecipeRun, RunSummary, StepConfig, StepError, StepSample};
 use ovbench_harness::engine::{run_child, ChildOutcome, ChildRun, ChildSpec, RankReport, Sample};
@@ -552,7 +552,15 @@ impl Engine for TorchEngine {
             DeviceArg::Cuda(i) => (i..i + world).map(|g| g as u32).collect(),
             DeviceArg::Cpu => vec![],
         };
-        let spec = spec_for(s, config, world, phases, gpus.clone(), "torch", cfg.nvml_interval_ms);
+        let spec = spec_for(
+            s,
+            config,
+            world,
+            phases,
+            gpus.clone(),
+            "torch",
+            cfg.nvml_interval_ms,
+        );
         let before = gpus.first().map(|&g| gpu::snapshot(g));
         progress.recipe_started(recipe, cfg.warmup + cfg.steps);
         let outcome = run_child(&spec, &mut |rank, smp| {
