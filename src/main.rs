@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd;
+mod progress;
 
 /// Exact host allocation counts for every record (peak bytes are deterministic).
 #[global_allocator]

@@ -473,6 +473,17 @@ fn catalogue(w: &Path) -> Vec<Case> {
             &["--batch"],
         )
         .within(5.0),
+        // Within the bounds, but beyond this host's memory: refused from the memory model,
+        // before anything is allocated, with the predicted size.
+        case(
+            "bounds",
+            &[
+                "step", "--model", "L/14", "--res", "224", "--batch", "20000", "--out", "out",
+            ],
+            2,
+            &["--batch", "memory model", "GB"],
+        )
+        .within(10.0),
         case(
             "bounds",
             &["step", "--res", "1000000", "--out", "out"],

@@ -253,6 +253,96 @@ fn torch_engine_computes_the_same_function_as_candle_at_ti16() {
     }
 }
 
+/// Under `--policy released` the torch engine receives each recipe's resolved execution (the
+/// record's `policy` and the engine's `execution` agree), and its check still compares the
+/// two engines' functions, under ovbench's own policy in f32.
+#[test]
+fn torch_engine_runs_the_resolved_policy() {
+    let Some(py) = torch_python() else { return };
+    let rec = record(&[
+        "step",
+        "--engine",
+        "torch",
+        "--check-same",
+        "--policy",
+        "released",
+        "--python",
+        py.to_str().unwrap(),
+        "--res",
+        "32",
+        "--batch",
+        "2",
+        "--threads",
+        "2",
+        "--warmup",
+        "1",
+        "--steps",
+        "1",
+        "--quiet",
+    ]);
+    assert_eq!(rec["config"]["policy"], "released");
+    for recipe in ["ov1", "ov2"] {
+        let r = run_of(&rec, recipe);
+        let e = &r["engine"]["execution"];
+        assert_eq!(e, &rec["policy"]["recipes"][recipe], "{recipe}");
+        assert_eq!(e["optimizer"]["mu"], "bf16");
+        assert_eq!(e["optimizer"]["decay_set"], "kernels");
+        assert_eq!(e["loss_buffers"], "materialized");
+        assert_eq!(r["engine"]["same_function"]["same_function"], true);
+    }
+    let ov1 = &run_of(&rec, "ov1")["engine"]["execution"]["modules"];
+    assert_eq!(ov1["image_encoder"]["compute"], "bf16");
+    assert_eq!(ov1["text_encoder"]["recompute"], true);
+    let ov2 = &run_of(&rec, "ov2")["engine"]["execution"]["modules"];
+    assert_eq!(ov2["image_encoder"]["compute"], "f32");
+}
+
+/// `repro --engine torch`: every lane through the engine, a record with both projections
+/// (the loop untimed, and said so).
+#[test]
+fn repro_runs_its_lanes_on_the_torch_engine() {
+    let Some(py) = torch_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repro.json");
+    let out = ovbench(&[
+        "repro",
+        "--engine",
+        "torch",
+        "--python",
+        py.to_str().unwrap(),
+        "--preset",
+        "small",
+        "--policy",
+        "matched-f32",
+        "--steps",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "2",
+        "--quiet",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(rec["config"]["engine"], "torch");
+    let stages = rec["stages"].as_array().unwrap();
+    assert!(!stages.is_empty());
+    for s in stages {
+        for l in s["lanes"].as_array().unwrap() {
+            assert_eq!(l["seconds_per_image"].as_array().unwrap().len(), 2, "{l}");
+        }
+    }
+    let caveats = rec["caveats"].to_string();
+    assert!(caveats.contains("engine torch"), "{caveats}");
+}
+
 #[test]
 fn two_gloo_processes_agree_with_one_on_the_same_global_batch() {
     let Some(py) = torch_python() else { return };

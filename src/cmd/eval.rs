@@ -220,12 +220,11 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
         predictions: predictions.clone(),
         cache,
         kv_cache: !a.no_kv_cache,
-        quiet: a.quiet,
         llm_dtype: dtype,
         device: a.device.open().map_err(anyhow::Error::msg)?,
         exit_after,
     };
-    let out = ovbench_eval::run(&opts)?;
+    let out = ovbench_eval::run_with(&opts, &mut crate::progress::Bar::new("questions", a.quiet))?;
     let b = &out.body;
     let r = &out.report;
     let mut rows = vec![vec!["".to_string(), "value".to_string()]];

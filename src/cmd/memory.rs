@@ -9,7 +9,7 @@ use ovbench_train::footprint::{self, Checked, MemoryReport, Setting};
 use ovbench_train::fused::Kernels;
 use ovbench_train::policy::PolicyName;
 use ovbench_train::recipe::{Recipe, Remat};
-use ovbench_train::step::{self, NoProgress, StepConfig};
+use ovbench_train::step::{self, Silent, StepConfig};
 use ovbench_train::ModelName;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -131,7 +131,7 @@ pub fn run(args: MemoryArgs) -> anyhow::Result<ExitCode> {
             policy: args.policy,
             ..base.clone()
         };
-        step::run(&warm, &mut NoProgress).context("the warm-up step")?;
+        step::run(&warm, &mut Silent).context("the warm-up step")?;
     }
     let threads = footprint::kernel_threads();
     let mut rows = Vec::new();
@@ -147,7 +147,7 @@ pub fn run(args: MemoryArgs) -> anyhow::Result<ExitCode> {
                 ..base.clone()
             };
             eprintln!("running one step per recipe at batch {batch} …");
-            Some(step::run(&cfg, &mut NoProgress)?)
+            Some(step::run(&cfg, &mut Silent)?)
         } else {
             None
         };

@@ -5,9 +5,8 @@ use ovbench_harness::io::OutputSet;
 use ovbench_harness::{table, Record};
 use ovbench_train::device::{DTypeArg, DeviceArg};
 use ovbench_train::policy::PolicyName;
-use ovbench_train::recipe::{Recipe, Remat};
+use ovbench_train::recipe::Remat;
 use ovbench_train::repro::{self, Preset, ReproConfig};
-use ovbench_train::step::Progress;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -53,22 +52,8 @@ pub struct ReproArgs {
     /// ops on CUDA)
     #[arg(long, default_value = "fused")]
     pub kernels: ovbench_train::fused::Kernels,
-    /// What runs each step: candle or torch (see `ovbench step --engine`)
-    #[arg(long, default_value = "candle")]
-    pub engine: ovbench_train::engine::EngineKind,
-    /// torch.compile every step (torch engine)
-    #[arg(long)]
-    pub compile: bool,
-    /// Processes per step under torchrun, each with --batch images (torch engine)
-    #[arg(long, default_value_t = 1)]
-    pub nproc: usize,
-    /// Python interpreter with torch (torch engine; default: $OVBENCH_PYTHON, else
-    /// scripts/pyenv.sh's cached environment)
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// Seconds the torch engine may go without reporting before it is killed
-    #[arg(long, default_value_t = 1800.0)]
-    pub engine_timeout: f64,
+    #[command(flatten)]
+    pub engine: super::step::EngineArgs,
     /// Per-device memory cap for the fits/OOM claims and the largest batch
     #[arg(long, default_value = "32GB")]
     pub mem_cap: String,
@@ -85,21 +70,6 @@ pub struct ReproArgs {
     pub no_record: bool,
     #[arg(long, short)]
     pub quiet: bool,
-}
-
-struct Dots(bool);
-impl Progress for Dots {
-    fn recipe_started(&mut self, r: Recipe, total: usize) {
-        if !self.0 {
-            eprint!("{} ({total} steps) ", r.label());
-        }
-    }
-    fn step_done(&mut self, _: Recipe, step: usize, _: bool, _: f64, _: f64) {
-        if !self.0 {
-            eprint!(".");
-            let _ = step;
-        }
-    }
 }
 
 pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
@@ -128,9 +98,9 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
         threads: args.threads,
         kernels: args.kernels,
         eval_loop: !args.no_eval_loop,
-        engine: args.engine,
-        compile: args.compile,
-        nproc: args.nproc,
+        engine: args.engine.engine,
+        compile: args.engine.compile,
+        nproc: args.engine.nproc,
         ..defaults
     };
     cfg.validate().map_err(anyhow::Error::msg)?;
@@ -143,14 +113,11 @@ pub fn run(args: ReproArgs) -> anyhow::Result<ExitCode> {
             .context("--out: the record could not be written there")?;
     }
     if cfg.engine == ovbench_train::engine::EngineKind::Torch {
-        super::step::configure_torch(args.python.as_deref(), args.engine_timeout)?;
+        super::step::configure_torch(&args.engine)?;
     }
     super::step::apply_threads(cfg.threads, cfg.ew_threads);
     ovbench_harness::alloc::retain_freed_memory();
-    let report = repro::run(&cfg, &mut Dots(args.quiet))?;
-    if !args.quiet {
-        eprintln!();
-    }
+    let report = repro::run(&cfg, &mut crate::progress::Dots { quiet: args.quiet })?;
     let md = repro::to_markdown(&report);
     println!("{md}");
     if let Some(json) = json {

@@ -4,7 +4,7 @@ use anyhow::Context;
 use ovbench_harness::table::{self, bytes, seconds};
 use ovbench_train::device::{DTypeArg, DeviceArg};
 use ovbench_train::policy::PolicyName;
-use ovbench_train::step::{self, Progress, RecipeRun, StepConfig, StepRecord};
+use ovbench_train::step::{self, RecipeRun, StepConfig, StepRecord};
 use ovbench_train::{ModelName, PrefixAttention, Recipe};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +93,26 @@ pub struct StepArgs {
     /// No progress output
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Before timing, check that the torch engine computes the same function as candle (same
+    /// weights, batch and masks: parameter names and counts, step-0 loss, gradient norms,
+    /// step-1 loss; f32 on the CPU); exit 1 when it does not. The timed run then starts from
+    /// ovbench's weights. Meant for small models: candle runs two steps on the CPU
+    #[arg(long)]
+    pub check_same: bool,
+    /// Instead of timing, write each recipe's initial weights, batch, kept-token indices and
+    /// step-0/1 losses under this folder, for the torch engine's same-function check
+    #[arg(long, hide = true)]
+    pub export_init: Option<PathBuf>,
+    /// With --export-init: the step-0 loss only (no gradients, no update; large models)
+    #[arg(long, hide = true)]
+    pub export_forward_only: bool,
+}
+
+/// Which engine runs the steps, and how (shared by `step` and `repro`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
     /// What runs the step: candle (ovbench's models, in this process) or torch (the same
     /// models in PyTorch, engines/torch, in a child process; see docs/engines.md)
     #[arg(long, default_value = "candle")]
@@ -108,22 +128,9 @@ pub struct StepArgs {
     /// cached environment of scripts/pyenv.sh, installed on first use)
     #[arg(long)]
     pub python: Option<PathBuf>,
-    /// Before timing, check that the torch engine computes the same function as candle (same
-    /// weights, batch and masks: parameter names and counts, step-0 loss, gradient norms,
-    /// step-1 loss; f32 on the CPU); exit 1 when it does not. The timed run then starts from
-    /// ovbench's weights. Meant for small models: candle runs two steps on the CPU
-    #[arg(long)]
-    pub check_same: bool,
     /// Seconds the torch engine may go without reporting before it is killed
     #[arg(long, default_value_t = 1800.0)]
     pub engine_timeout: f64,
-    /// Instead of timing, write each recipe's initial weights, batch, kept-token indices and
-    /// step-0/1 losses under this folder, for the torch engine's same-function check
-    #[arg(long, hide = true)]
-    pub export_init: Option<PathBuf>,
-    /// With --export-init: the step-0 loss only (no gradients, no update; large models)
-    #[arg(long, hide = true)]
-    pub export_forward_only: bool,
 }
 
 impl StepArgs {
@@ -156,9 +163,9 @@ impl StepArgs {
             ew_threads: self.ew_threads,
             remat: self.remat.unwrap_or_default(),
             kernels: self.kernels,
-            engine: self.engine,
-            compile: self.compile,
-            nproc: self.nproc,
+            engine: self.engine.engine,
+            compile: self.engine.compile,
+            nproc: self.engine.nproc,
             mem_cap_bytes: self.mem_cap,
             nvml_interval_ms: self.nvml_interval_ms,
             policy: self.policy,
@@ -168,7 +175,8 @@ impl StepArgs {
 }
 
 /// Resolves the torch engine (engines/torch/engine.py and its Python) for this process.
-pub fn configure_torch(python: Option<&std::path::Path>, timeout_s: f64) -> anyhow::Result<()> {
+pub fn configure_torch(args: &EngineArgs) -> anyhow::Result<()> {
+    let (python, timeout_s) = (args.python.as_deref(), args.engine_timeout);
     use ovbench_train::engine::torch;
     if !(timeout_s > 0.0 && timeout_s.is_finite()) {
         anyhow::bail!("--engine-timeout must be a positive number of seconds");
@@ -184,32 +192,6 @@ pub fn configure_torch(python: Option<&std::path::Path>, timeout_s: f64) -> anyh
         checked: None,
     });
     Ok(())
-}
-
-/// Prints one line per step to stderr, so long runs show they are alive.
-struct Lines {
-    quiet: bool,
-    total: usize,
-}
-
-impl Progress for Lines {
-    fn recipe_started(&mut self, recipe: Recipe, total: usize) {
-        self.total = total;
-        if !self.quiet {
-            eprintln!("{}:", recipe.label());
-        }
-    }
-    fn step_done(&mut self, _r: Recipe, step: usize, warmup: bool, secs: f64, loss: f64) {
-        if !self.quiet {
-            let tag = if warmup { " (warm-up)" } else { "" };
-            eprintln!(
-                "  step {}/{}{tag}: {} loss {loss:.4}",
-                step + 1,
-                self.total,
-                seconds(secs)
-            );
-        }
-    }
 }
 
 /// Sets the thread counts candle reads when its kernels first run (nothing has run yet).
@@ -235,7 +217,7 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--check-same needs --engine torch");
     }
     if torch && args.export_init.is_none() {
-        configure_torch(args.python.as_deref(), args.engine_timeout)?;
+        configure_torch(&args.engine)?;
     }
     if let Some(dir) = &args.export_init {
         for e in ovbench_train::export::export(&cfg, dir, args.export_forward_only)? {
@@ -279,11 +261,7 @@ pub fn run(args: StepArgs) -> anyhow::Result<ExitCode> {
         }
         torch::with_checked(std::sync::Arc::new(checked));
     }
-    let mut progress = Lines {
-        quiet: args.quiet,
-        total: 0,
-    };
-    let rec = step::run(&cfg, &mut progress)?;
+    let rec = step::run(&cfg, &mut crate::progress::Lines::new(args.quiet))?;
     println!("{}", render(&rec));
     if let Some(path) = path {
         super::write_record(&path, rec).with_context(|| "writing the step record")?;

@@ -1,6 +1,6 @@
 """OpenVision and OpenVision 2 in PyTorch: the same function as ovbench's candle models
 (suites/train/src: vit, text_encoder, decoder, loss, recipe .rs), run the way the execution
-object of /work/coord/execution-spec.md (docs/engines.md) asks.
+object (suites/train/src/policy.rs, docs/policies-and-memory.md) asks.
 
 - ViT: patch embedding as a Linear over (p, p, C)-flattened patches, zero CLS token, fixed 2-D
   sin-cos position embedding (patches only), pre-LN blocks (layer norm eps 1e-6, fused QKV,

@@ -13,6 +13,7 @@ pub mod io;
 pub mod limits;
 pub mod nvml_sampler;
 pub mod probe;
+pub mod progress;
 pub mod provenance;
 pub mod record;
 pub mod stats;

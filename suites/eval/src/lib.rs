@@ -31,4 +31,4 @@ pub mod tensors;
 
 pub use candle_core::DType;
 pub use error::{EvalError, Result};
-pub use run::{run, EvalOptions, Model, Outcome};
+pub use run::{run, run_with, EvalOptions, Model, Outcome};

@@ -16,11 +16,11 @@ use crate::record::{
     LlmShape, ModelInfo, ProjectorShape, Throughput,
 };
 use candle_core::{DType, Device, Tensor};
+use ovbench_harness::progress::Progress;
 use ovbench_score::{Compat, MatchPolicy, Report, Task};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -55,7 +55,6 @@ pub struct EvalOptions {
     /// `None`: no response cache (`--no-cache`).
     pub cache: Option<PathBuf>,
     pub kv_cache: bool,
-    pub quiet: bool,
     pub llm_dtype: DType,
     pub device: Device,
     /// Test hook: exit the process (code 3) right after this many newly computed items,
@@ -158,7 +157,13 @@ fn hash_file(path: &Path) -> Result<String> {
 }
 
 /// Runs the evaluation.
+/// [`run_with`] reporting no progress.
 pub fn run(o: &EvalOptions) -> Result<Outcome> {
+    run_with(o, &mut ovbench_harness::progress::Silent)
+}
+
+/// Evaluates every item of the task, reporting one unit of `progress` per question.
+pub fn run_with(o: &EvalOptions, progress: &mut dyn Progress) -> Result<Outcome> {
     let start_mem = ovbench_harness::alloc::snapshot();
     ovbench_harness::alloc::reset_peak();
     let t_start = Instant::now();
@@ -273,7 +278,7 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
         Some(p) => Some(ResponseCache::open(p)?),
         None => None,
     };
-    let pb = progress(items.len() as u64, o.quiet);
+    progress.begin(o.task.name(), items.len() as u64);
     let (mut encode_s, mut prefill_s, mut decode_s, mut cache_s) = (0.0, 0.0, 0.0, 0.0);
     let (mut new_tokens, mut prompt_tokens) = (0usize, 0usize);
     let (mut computed, mut from_cache) = (0usize, 0usize);
@@ -300,7 +305,7 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
                 prefill_s: e.prefill_s,
                 decode_s: e.decode_s,
             });
-            pb.inc(1);
+            progress.advance("from the response cache");
             continue;
         }
         let (r, detail) =
@@ -336,13 +341,12 @@ pub fn run(o: &EvalOptions) -> Result<Outcome> {
             cache_s += tc1.elapsed().as_secs_f64();
         }
         results.push(r);
-        pb.inc(1);
+        progress.advance("answered");
         if o.exit_after == Some(computed) {
-            pb.abandon();
             std::process::exit(3);
         }
     }
-    pb.finish_and_clear();
+    progress.end();
     let loop_s = t_loop.elapsed().as_secs_f64();
 
     // Predictions, in dataset order, in the plain JSONL `ovbench score` reads.
@@ -590,20 +594,6 @@ impl Trace {
         ovbench_harness::write_atomic(&p, self.lines.as_bytes())?;
         Ok(())
     }
-}
-
-fn progress(n: u64, quiet: bool) -> indicatif::ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb =
-        indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} questions  {per_sec}  ETA {eta}  ({elapsed})",
-    ) {
-        pb.set_style(style);
-    }
-    pb
 }
 
 /// Kernel high-water mark of resident memory (Linux), if readable.

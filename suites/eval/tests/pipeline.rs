@@ -37,7 +37,6 @@ fn options(m: &TinyModels, task: Task, data: &Path, out: &Path) -> EvalOptions {
         predictions: out.join("preds.jsonl"),
         cache: None,
         kv_cache: true,
-        quiet: true,
         llm_dtype: DType::F32,
         device: Device::Cpu,
         exit_after: None,

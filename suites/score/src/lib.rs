@@ -39,13 +39,13 @@ pub mod pandas;
 pub mod py;
 pub mod readers;
 pub mod record;
-pub mod report;
+pub mod scorer;
 pub mod stats;
 pub mod textvqa;
 
 pub use compat::{Compat, Task};
 pub use error::{Loc, ScoreError, Warning};
-pub use report::{
+pub use scorer::{
     paired_items_csv, score, score_item, Annotation, Annotations, CategoryScore, ItemScore,
     MatchPolicy, Origin, PredKey, Prediction, Predictions, Report, ToolkitScore, Witness,
     SCORER_VERSION,

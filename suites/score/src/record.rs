@@ -1,7 +1,7 @@
 //! The `ovbench.score` record: what was scored (inputs and their hashes), the scores, and what
 //! readers gate on (see `ovbench_harness::envelope`).
 
-use crate::report::{CategoryScore, Report, ToolkitScore};
+use crate::scorer::{CategoryScore, Report, ToolkitScore};
 use crate::stats::{MeanCi, PairedStats};
 use crate::PairedReport;
 use ovbench_harness::envelope::{Direction, Metric, RecordBody, Workload};

@@ -134,6 +134,14 @@ pub fn run(
     progress: &mut dyn Progress,
 ) -> Result<Session, StepError> {
     let mcfg: ModelConfig = cfg.validate().map_err(StepError::Config)?;
+    for lane in lanes {
+        let lane_cfg = StepConfig {
+            recipes: vec![lane.recipe],
+            policy: lane.policies[0],
+            ..cfg.clone()
+        };
+        crate::footprint::refuse_beyond_host_memory(&lane_cfg, &mcfg).map_err(StepError::Config)?;
+    }
     let device = cfg.device.open().map_err(StepError::Device)?;
     let sync = DeviceSync(&device);
     let ce = |recipe: Recipe| {
@@ -208,9 +216,15 @@ pub fn run(
         image_s: Vec::new(),
         text_s: Vec::new(),
     });
-    for st in &states {
-        progress.recipe_started(st.lane.recipe, cfg.warmup + cfg.steps);
-    }
+    progress.begin(
+        &format!(
+            "{} at {} px: {} lanes alternated",
+            cfg.model,
+            cfg.resolution,
+            states.len()
+        ),
+        ((cfg.warmup + cfg.steps) * states.len()) as u64,
+    );
     for round in 0..cfg.warmup + cfg.steps {
         let measured = round >= cfg.warmup;
         for st in states.iter_mut() {
@@ -253,7 +267,13 @@ pub fn run(
                 });
             }
             let secs = (fwd + bwd + optim).as_secs_f64();
-            progress.step_done(r, st.steps, !measured, secs, values.total);
+            let lane: Vec<&str> = st.lane.policies.iter().map(|p| p.key()).collect();
+            progress.advance(&format!(
+                "{} ({}): {}",
+                r.label(),
+                lane.join(", "),
+                ovbench_harness::progress::step_note(!measured, secs, values.total)
+            ));
             if measured {
                 st.run.samples.push(StepSample {
                     step: st.steps,
@@ -287,6 +307,7 @@ pub fn run(
             }
         }
     }
+    progress.end();
     Ok(Session {
         lanes: states.into_iter().map(|s| s.run).collect(),
         eval: costs,

@@ -332,7 +332,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::step::{run, NoProgress};
+    use crate::step::{run, Silent};
 
     fn tiny() -> StepConfig {
         StepConfig {
@@ -353,7 +353,7 @@ mod tests {
         let cfg = tiny();
         let dir = tempfile_dir();
         let out = export(&cfg, &dir, false).unwrap();
-        let rec = run(&cfg, &mut NoProgress).unwrap();
+        let rec = run(&cfg, &mut Silent).unwrap();
         let mcfg = cfg.validate().unwrap();
         for e in &out {
             for f in ["params.safetensors", "batch.safetensors", "meta.json"] {

@@ -1367,3 +1367,70 @@ pub struct MemoryReport {
 pub fn kernel_threads() -> usize {
     rayon::current_num_threads()
 }
+
+/// Refuses, before anything is allocated, a candle step on the host whose predicted peak
+/// exceeds the host's memory: the model for the configuration's own kernels and policy, or,
+/// where the model does not cover them (composed ops, the `ovbench` policy in reduced
+/// precision), the fused f32 kernels' peak, which those only exceed. The error names the
+/// predicted size.
+pub fn refuse_beyond_host_memory(
+    cfg: &crate::step::StepConfig,
+    mcfg: &ModelConfig,
+) -> Result<(), String> {
+    use crate::device::{DTypeArg, DeviceArg};
+    use crate::policy::PolicyName;
+    if cfg.engine != crate::engine::EngineKind::Candle || cfg.device != DeviceArg::Cpu {
+        return Ok(());
+    }
+    let host = ovbench_harness::limits::host_memory_bytes();
+    if host == 0 {
+        return Ok(());
+    }
+    let resolved = cfg.resolved_policy();
+    let ovbench = cfg.policy == PolicyName::Ovbench;
+    let floor_cfg = crate::step::StepConfig {
+        dtype: DTypeArg::F32,
+        kernels: Kernels::Fused,
+        policy: PolicyName::Ovbench,
+        ..cfg.clone()
+    };
+    let floor = floor_cfg.resolved_policy();
+    for &recipe in &cfg.recipes {
+        let own = Setting {
+            recipe,
+            cfg: mcfg,
+            batch: cfg.batch,
+            exec: resolved.execution(recipe),
+            kernels: cfg.kernels,
+            text_one_batch: !ovbench,
+            portable_off_f32: !ovbench,
+            threads: kernel_threads(),
+        };
+        let (bytes, what) = match predict(&own) {
+            Ok(f) => (f.step.bytes, "predicts"),
+            Err(_) => match predict(&Setting {
+                exec: floor.execution(recipe),
+                kernels: Kernels::Fused,
+                text_one_batch: false,
+                portable_off_f32: false,
+                ..own
+            }) {
+                Ok(f) => (f.step.bytes, "puts at least"),
+                Err(_) => continue,
+            },
+        };
+        if bytes > host {
+            return Err(format!(
+                "--batch {} at --res {}: the memory model {what} {:.1} GB for {}'s step, more \
+                 than this host's {:.1} GB of memory; lower --batch or --res \
+                 (docs/policies-and-memory.md)",
+                cfg.batch,
+                cfg.resolution,
+                bytes as f64 / 1e9,
+                recipe.label(),
+                host as f64 / 1e9
+            ));
+        }
+    }
+    Ok(())
+}

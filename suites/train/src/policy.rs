@@ -1,7 +1,7 @@
 //! Execution policies as data: how each recipe runs, module by module (compute and parameter
 //! dtypes, activation recomputation), what its optimizer keeps, and what its attention and loss
 //! keep for the backward pass. A named preset resolves, for each recipe, to one [`Execution`]
-//! (the shape of ../coord/execution-spec.md, shared with the torch engine), and every field of
+//! (one shape, sent as JSON to the torch engine), and every field of
 //! every preset carries its source: a file and line of the released OpenVision code
 //! (UCSC-VLAA/OpenVision at 6c24e45) or "assumption: ...".
 //!
@@ -157,7 +157,7 @@ pub struct OptimizerExec {
     pub decay_set: DecaySet,
 }
 
-/// How one recipe runs: the object both engines consume (../coord/execution-spec.md).
+/// How one recipe runs: the object both engines consume (the torch engine as JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub modules: Modules,

@@ -331,22 +331,7 @@ pub enum StepError {
     },
 }
 
-/// Progress callbacks, so the binary can draw a bar without this crate knowing about terminals.
-pub trait Progress {
-    fn recipe_started(&mut self, _recipe: Recipe, _total_steps: usize) {}
-    fn step_done(
-        &mut self,
-        _recipe: Recipe,
-        _step: usize,
-        _warmup: bool,
-        _seconds: f64,
-        _loss: f64,
-    ) {
-    }
-}
-
-pub struct NoProgress;
-impl Progress for NoProgress {}
+pub use ovbench_harness::progress::{Progress, Silent};
 
 struct DeviceSync<'a>(&'a Device);
 impl clock::Sync for DeviceSync<'_> {
@@ -358,6 +343,7 @@ impl clock::Sync for DeviceSync<'_> {
 /// Runs every selected recipe of `cfg` in turn.
 pub fn run(cfg: &StepConfig, progress: &mut dyn Progress) -> Result<StepRecord, StepError> {
     let model_cfg = cfg.validate().map_err(StepError::Config)?;
+    crate::footprint::refuse_beyond_host_memory(cfg, &model_cfg).map_err(StepError::Config)?;
     let resolved = cfg.resolved_policy();
     let mut engine = crate::engine::for_config(cfg)?;
     let mut runs = Vec::new();
@@ -458,7 +444,7 @@ pub(crate) fn run_recipe(
     )
     .map_err(ce)?;
 
-    progress.recipe_started(recipe, cfg.warmup + cfg.steps);
+    progress.begin(recipe.label(), (cfg.warmup + cfg.steps) as u64);
     let mut warmup_losses = Vec::new();
     let mut samples = Vec::new();
     let mut grads_bytes = 0u64;
@@ -510,7 +496,9 @@ pub(crate) fn run_recipe(
             });
         }
         let secs = (fwd + bwd + optim).as_secs_f64();
-        progress.step_done(recipe, step, !measured, secs, total);
+        progress.advance(&ovbench_harness::progress::step_note(
+            !measured, secs, total,
+        ));
         if measured {
             samples.push(StepSample {
                 step,
@@ -526,6 +514,7 @@ pub(crate) fn run_recipe(
             warmup_losses.push(total);
         }
     }
+    progress.end();
     peak.fold();
     let snap = alloc::snapshot();
     let gpu = gpu_probe.map(crate::gpu_memory::GpuProbe::finish);

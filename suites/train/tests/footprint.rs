@@ -12,7 +12,7 @@ use ovbench_train::fused::Kernels;
 use ovbench_train::optim::{AdamW, AdamWConfig, AdamWState};
 use ovbench_train::policy::{Execution, MomentDtype, PolicyName};
 use ovbench_train::recipe::{build, Recipe, RecipeExec};
-use ovbench_train::step::{self, NoProgress, StepConfig};
+use ovbench_train::step::{self, Silent, StepConfig};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -30,7 +30,7 @@ fn warm() {
         warmup: 0,
         ..StepConfig::small()
     };
-    step::run(&cfg, &mut NoProgress).unwrap();
+    step::run(&cfg, &mut Silent).unwrap();
 }
 
 fn setting<'a>(
@@ -78,7 +78,7 @@ fn model_agrees_with_the_allocator_within_five_percent() {
                 policy,
                 ..StepConfig::small()
             };
-            let rec = step::run(&cfg, &mut NoProgress).unwrap();
+            let rec = step::run(&cfg, &mut Silent).unwrap();
             let mcfg = cfg.validate().unwrap();
             let pol = cfg.resolved_policy();
             for r in &rec.runs {
@@ -129,7 +129,7 @@ fn model_finds_a_backward_peak() {
             policy,
             ..StepConfig::small()
         };
-        let rec = step::run(&cfg, &mut NoProgress).unwrap();
+        let rec = step::run(&cfg, &mut Silent).unwrap();
         let mcfg = cfg.validate().unwrap();
         let pol = cfg.resolved_policy();
         for r in &rec.runs {
@@ -225,7 +225,7 @@ fn bf16_activations_change_the_forward_peak_as_predicted() {
             policy,
             ..StepConfig::small()
         };
-        let rec = step::run(&cfg, &mut NoProgress).unwrap();
+        let rec = step::run(&cfg, &mut Silent).unwrap();
         let mcfg = cfg.validate().unwrap();
         let pol = cfg.resolved_policy();
         rec.runs

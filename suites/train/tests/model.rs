@@ -9,7 +9,7 @@ use ovbench_train::layers::Exec;
 use ovbench_train::optim::{AdamW, AdamWConfig};
 use ovbench_train::params::{Init, Module, ParamStore};
 use ovbench_train::recipe::{build, build_with, Model, Recipe, RecipeExec};
-use ovbench_train::step::{self, NoProgress, StepConfig};
+use ovbench_train::step::{self, Silent, StepConfig};
 
 /// Ti/16 at 32 px (4 patches) with every stack shrunk to 2 blocks of width 32, so a step takes
 /// milliseconds; the real vocabulary and text lengths are kept.
@@ -290,7 +290,7 @@ fn step_runner_records_samples_and_ratios() {
         warmup: 1,
         ..StepConfig::small()
     };
-    let rec = step::run(&cfg, &mut NoProgress).unwrap();
+    let rec = step::run(&cfg, &mut Silent).unwrap();
     assert_eq!(rec.runs.len(), 2);
     for r in &rec.runs {
         assert_eq!(r.samples.len(), 2);

@@ -14,7 +14,7 @@ use ovbench_train::policy::{
     self, AttentionProbs, DecaySet, LossBuffers, MomentDtype, OvbenchKnobs, PolicyName,
 };
 use ovbench_train::recipe::{build, Recipe, RecipeExec, Remat};
-use ovbench_train::step::{self, NoProgress, StepConfig};
+use ovbench_train::step::{self, Silent, StepConfig};
 
 /// Ti/16 at 32 px (4 patches), every stack 2 blocks deep, real vocabulary and text lengths.
 fn tiny() -> ModelConfig {
@@ -331,7 +331,7 @@ fn the_record_holds_the_resolved_policy_with_sources() {
         policy: PolicyName::Released,
         ..StepConfig::small()
     };
-    let rec = step::run(&cfg, &mut NoProgress).unwrap();
+    let rec = step::run(&cfg, &mut Silent).unwrap();
     let p = rec.policy.as_ref().expect("the record holds the policy");
     assert_eq!(p.name, PolicyName::Released);
     let json = serde_json::to_value(&rec).unwrap();

@@ -4,7 +4,7 @@
 use super::{line_at, read_text};
 use crate::compat::Task;
 use crate::error::{Loc, ScoreError, Warning};
-use crate::report::{Annotation, Annotations, Origin, PredKey, Prediction, Predictions, Witness};
+use crate::scorer::{Annotation, Annotations, Origin, PredKey, Prediction, Predictions, Witness};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ pub use xlsx::read_vlmevalkit_xlsx;
 
 use crate::compat::Task;
 use crate::error::{Loc, ScoreError};
-use crate::report::{Annotation, Annotations, Predictions};
+use crate::scorer::{Annotation, Annotations, Predictions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

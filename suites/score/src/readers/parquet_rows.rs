@@ -3,7 +3,7 @@
 
 use crate::compat::Task;
 use crate::error::{Loc, ScoreError};
-use crate::report::{Annotation, Annotations};
+use crate::scorer::{Annotation, Annotations};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row};
 use parquet::schema::types::Type;

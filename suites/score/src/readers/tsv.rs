@@ -6,7 +6,7 @@ use crate::compat::Task;
 use crate::error::{Loc, ScoreError, Warning};
 use crate::pandas;
 use crate::py::{self, LiteralError, PyValue};
-use crate::report::{Annotation, Annotations, Origin, PredKey, Prediction, Predictions};
+use crate::scorer::{Annotation, Annotations, Origin, PredKey, Prediction, Predictions};
 use base64::Engine;
 use std::collections::HashMap;
 use std::path::Path;

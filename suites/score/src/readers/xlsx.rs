@@ -6,7 +6,7 @@
 
 use crate::error::{Loc, ScoreError};
 use crate::py;
-use crate::report::{Origin, PredKey, Prediction, Predictions};
+use crate::scorer::{Origin, PredKey, Prediction, Predictions};
 use calamine::{Data, Reader, Xlsx};
 use std::path::Path;
 

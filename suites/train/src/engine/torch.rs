@@ -562,19 +562,18 @@ impl Engine for TorchEngine {
             cfg.nvml_interval_ms,
         );
         let before = gpus.first().map(|&g| gpu::snapshot(g));
-        progress.recipe_started(recipe, cfg.warmup + cfg.steps);
+        progress.begin(recipe.label(), (cfg.warmup + cfg.steps) as u64);
         let outcome = run_child(&spec, &mut |rank, smp| {
             if rank == 0 && smp.phase != "no_sync" {
-                progress.step_done(
-                    recipe,
-                    smp.step,
+                progress.advance(&ovbench_harness::progress::step_note(
                     smp.phase == "warmup",
                     smp.total_s,
                     smp.loss,
-                )
+                ))
             }
         })
         .map_err(|e| StepError::Engine(e.to_string()))?;
+        progress.end();
         let run = match outcome {
             ChildOutcome::Oom(o) => {
                 return Ok(RecipeOutcome::Failed(oom(recipe, cfg.batch, &o.error)))
