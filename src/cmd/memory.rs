@@ -136,8 +136,12 @@ pub fn run(args: MemoryArgs) -> anyhow::Result<ExitCode> {
     let threads = footprint::kernel_threads();
     let mut rows = Vec::new();
     let mut out = format!(
-        "memory model: {} at {} px, policy {} ({}), --kernels {:?}\n",
-        args.model, args.res, args.policy, policy.description, args.kernels
+        "memory model: {} at {} px, policy {} ({}), --kernels {}\n",
+        args.model,
+        args.res,
+        args.policy,
+        policy.description,
+        ovbench_train::records::key(&args.kernels)
     );
     for &batch in &args.batch {
         let measured = if args.check {

@@ -357,7 +357,7 @@ pub fn validate(env: &Envelope) -> Vec<Problem> {
                 {
                     p(format!("{at}.samples[{k}]"), e);
                 }
-                if m.unit == "s" && samples.iter().any(|&x| x == 0.0) {
+                if m.unit == "s" && samples.contains(&0.0) {
                     p(format!("{at}.samples"), "a time of exactly 0 s".into());
                 }
             }

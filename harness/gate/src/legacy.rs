@@ -650,7 +650,7 @@ fn repro(r: &Reader) -> Result<Parts, GateError> {
                 .unwrap_or(i as u64 + 1);
             let samples = s.get("samples").and_then(Value::as_f64).unwrap_or(0.0);
             for (k, recipe) in ["ov1", "ov2"].into_iter().enumerate() {
-                let xs: Vec<f64> = match s.get(&format!("{recipe}_seconds_per_image")) {
+                let xs: Vec<f64> = match s.get(format!("{recipe}_seconds_per_image")) {
                     Some(Value::Array(a)) => a.iter().filter_map(Value::as_f64).collect(),
                     _ => Vec::new(),
                 };

@@ -111,6 +111,8 @@ pub struct ScoreTiming {
 /// One prediction file scored, or two scored on the same items and compared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
+// One value per run: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ScoreResult {
     Single {
         report: ScoreSummary,

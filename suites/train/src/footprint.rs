@@ -1388,6 +1388,12 @@ pub fn refuse_beyond_host_memory(
     }
     let resolved = cfg.resolved_policy();
     let ovbench = cfg.policy == PolicyName::Ovbench;
+    // The kernels' thread count without asking rayon: starting its pool here would move the
+    // pool's allocations out of the first recipe's measured peak.
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let floor_cfg = crate::step::StepConfig {
         dtype: DTypeArg::F32,
         kernels: Kernels::Fused,
@@ -1404,7 +1410,7 @@ pub fn refuse_beyond_host_memory(
             kernels: cfg.kernels,
             text_one_batch: !ovbench,
             portable_off_f32: !ovbench,
-            threads: kernel_threads(),
+            threads,
         };
         let (bytes, what) = match predict(&own) {
             Ok(f) => (f.step.bytes, "predicts"),
