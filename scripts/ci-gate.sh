@@ -32,7 +32,7 @@ if [[ -n ${OVBENCH_BIN:-} ]]; then
     bin=$OVBENCH_BIN
 else
     cargo build --release --quiet --bin ovbench
-    bin=target/release/ovbench
+    bin="${CARGO_TARGET_DIR:-target}/release/ovbench"
 fi
 out=${OVBENCH_GATE_OUT:-$(mktemp -d)}
 mkdir -p "$out"

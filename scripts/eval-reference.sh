@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=$(bash scripts/pyenv.sh engines/torch/requirements.txt scripts/eval-reference/requirements.txt)
-BIN=target/release/ovbench
+BIN="${CARGO_TARGET_DIR:-target}/release/ovbench"
 for a in "$@"; do case "$a" in --bin|--bin=*) BIN="";; esac; done
 if [ -n "$BIN" ] && [ ! -x "$BIN" ]; then
   echo "building $BIN ..." >&2

@@ -20,7 +20,7 @@ out="${FUZZ_OUT:-target/fuzz}"
 cargo="${CARGO:-cargo}"
 
 $cargo build --release -p ovbench-fuzz
-bin=target/release/ovbench-fuzz
+bin="${CARGO_TARGET_DIR:-target}/release/ovbench-fuzz"
 nice_cmd=()
 [ "${FUZZ_NICE:-0}" = 1 ] && nice_cmd=(nice -n 19)
 
