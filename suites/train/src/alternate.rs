@@ -13,7 +13,7 @@
 
 use crate::config::ModelConfig;
 use crate::data::Batch;
-use crate::optim::{AdamW, AdamWConfig, AdamWState};
+use crate::optim::{AdamW, AdamWState};
 use crate::params::ParamStore;
 use crate::policy::{Execution, OptimizerExec, PolicyName};
 use crate::recipe::{build, Built, Model, Recipe, RecipeExec};
@@ -106,23 +106,6 @@ fn global_norms(
     Ok(g.sqrt() + p.sqrt() + u.sqrt())
 }
 
-fn opt_cfg(base: &AdamWConfig, o: &OptimizerExec) -> (AdamWConfig, AdamWState) {
-    (
-        AdamWConfig {
-            lr: base.lr,
-            beta1: o.b1,
-            beta2: o.b2,
-            eps: o.eps,
-            weight_decay: o.weight_decay,
-        },
-        AdamWState {
-            mu: o.mu,
-            nu: o.nu,
-            decay_set: o.decay_set,
-        },
-    )
-}
-
 /// Runs `warmup` then `steps` rounds; in each round every lane takes one step, then (when
 /// `eval` and OpenVision is among the lanes) the evaluation's forward passes are timed.
 /// `cfg` gives the model, resolution, batch, seed, kernels and device; `policy_mode`: whether
@@ -168,7 +151,7 @@ pub fn run(
         {
             Some(i) => i,
             None => {
-                let (c, st) = opt_cfg(&cfg.optimizer, &lane.execution.optimizer);
+                let (c, st) = AdamWState::from_policy(cfg.optimizer.lr, &lane.execution.optimizer);
                 let opt = AdamW::with_state(&models[m].1.params.params, c, st).map_err(ce(r))?;
                 opts.push((r, lane.execution.optimizer, opt));
                 opts.len() - 1

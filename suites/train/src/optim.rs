@@ -48,6 +48,26 @@ pub struct AdamWState {
     pub decay_set: DecaySet,
 }
 
+impl AdamWState {
+    /// The AdamW settings an execution policy states, with the run's learning rate.
+    pub fn from_policy(lr: f64, o: &crate::policy::OptimizerExec) -> (AdamWConfig, AdamWState) {
+        (
+            AdamWConfig {
+                lr,
+                beta1: o.b1,
+                beta2: o.b2,
+                eps: o.eps,
+                weight_decay: o.weight_decay,
+            },
+            AdamWState {
+                mu: o.mu,
+                nu: o.nu,
+                decay_set: o.decay_set,
+            },
+        )
+    }
+}
+
 impl Default for AdamWState {
     /// ovbench's own: both moments f32, every matrix decayed.
     fn default() -> Self {
@@ -317,34 +337,10 @@ impl candle_core::InplaceOp2 for HostStoredStep<'_> {
         let h = self.h;
         let h = [h.b1, h.b2, h.lr, h.bc1, h.bc2, h.eps, h.wd];
         match &mut *mv {
-            (Store::F32(m), Store::F32(v)) => {
-                same_len(p, g, m.len(), v.len())?;
-                p.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
-            }
-            (Store::Bf16(m), Store::F32(v)) => {
-                same_len(p, g, m.len(), v.len())?;
-                p.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
-            }
-            (Store::F32(m), Store::Bf16(v)) => {
-                same_len(p, g, m.len(), v.len())?;
-                p.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
-            }
-            (Store::Bf16(m), Store::Bf16(v)) => {
-                same_len(p, g, m.len(), v.len())?;
-                p.par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                    .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
-            }
+            (Store::F32(m), Store::F32(v)) => update(p, g, m, v, h)?,
+            (Store::Bf16(m), Store::F32(v)) => update(p, g, m, v, h)?,
+            (Store::F32(m), Store::Bf16(v)) => update(p, g, m, v, h)?,
+            (Store::Bf16(m), Store::Bf16(v)) => update(p, g, m, v, h)?,
         }
         Ok(())
     }
@@ -398,6 +394,22 @@ impl MomentStore for bf16 {
     fn store(x: f32) -> bf16 {
         bf16::from_f32(x)
     }
+}
+
+/// One AdamW update of a parameter in parallel chunks, whatever its moments' storage.
+fn update<M: MomentStore + Send, V: MomentStore + Send>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [M],
+    v: &mut [V],
+    h: [f32; 7],
+) -> Result<()> {
+    same_len(p, g, m.len(), v.len())?;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+        .for_each(|((p, g), (m, v))| adamw_stored(p, g, m, v, h));
+    Ok(())
 }
 
 /// As [`adamw_chunk`], with moments stored in `M` / `V`: each is updated in f32 from its stored

@@ -418,22 +418,8 @@ pub(crate) fn run_recipe(
     let built = build(recipe, mcfg, cfg.seed, device).map_err(ce)?;
     let params = &built.params;
     let o = &execution.optimizer;
-    let mut opt = AdamW::with_state(
-        &params.params,
-        AdamWConfig {
-            lr: cfg.optimizer.lr,
-            beta1: o.b1,
-            beta2: o.b2,
-            eps: o.eps,
-            weight_decay: o.weight_decay,
-        },
-        AdamWState {
-            mu: o.mu,
-            nu: o.nu,
-            decay_set: o.decay_set,
-        },
-    )
-    .map_err(ce)?;
+    let (adamw, state) = AdamWState::from_policy(cfg.optimizer.lr, o);
+    let mut opt = AdamW::with_state(&params.params, adamw, state).map_err(ce)?;
     // The same batch for every step (data loading is not what is measured), drawn from the seed.
     let batch = Batch::synthetic(
         cfg.batch,
