@@ -57,6 +57,7 @@ pub struct ReproArgs {
     /// Per-device memory cap for the fits/OOM claims and the largest batch
     #[arg(long, default_value = "32GB")]
     pub mem_cap: String,
+    /// Seed of weights, inputs and masks
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// CPU threads for matrix products (0: all)
@@ -66,8 +67,10 @@ pub struct ReproArgs {
     /// report is written beside it as .md)
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Do not write a record (the report is printed only)
     #[arg(long)]
     pub no_record: bool,
+    /// No progress output
     #[arg(long, short)]
     pub quiet: bool,
 }
