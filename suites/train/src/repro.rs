@@ -650,6 +650,9 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
             caveats: sc,
         });
     }
+    // Each claim carries the caveats that bear on it: the loop's note goes to the wall-clock
+    // projection only (and to the report's own list).
+    let claim_caveats = caveats.clone();
     if cfg.eval_loop {
         caveats.push(EvalWork::NOTE.into());
     }
@@ -707,7 +710,7 @@ pub fn run(cfg: &ReproConfig, progress: &mut dyn Progress) -> Result<ReproReport
         };
         let steps_alone = project(&stages, p.name, chips, ProjectionKind::StepsAlone, cfg.seed);
         let with_loop = project(&stages, p.name, chips, ProjectionKind::WithLoop, cfg.seed);
-        let mut pc = caveats.clone();
+        let mut pc = claim_caveats.clone();
         pc.push(format!("policy {}", p.name));
         let judgements = judge_claims(
             cfg,
@@ -867,13 +870,15 @@ fn judge_claims(
                         "projection: wall-clock, with OpenVision's periodic evaluation at the released intervals"
                     }
                 };
-                let mut j = match p.ratio_ci95 {
-                    Some([lo, hi]) => judge(
-                        claim,
-                        &with(Measured::with_interval(p.ratio, lo, hi)).caveat(what),
-                    ),
-                    None => judge(claim, &with(Measured::point(p.ratio)).caveat(what)),
-                };
+                let mut m = match p.ratio_ci95 {
+                    Some([lo, hi]) => with(Measured::with_interval(p.ratio, lo, hi)),
+                    None => with(Measured::point(p.ratio)),
+                }
+                .caveat(what);
+                if p.kind == ProjectionKind::WithLoop && cfg.eval_loop {
+                    m = m.caveat(EvalWork::NOTE);
+                }
+                let mut j = judge(claim, &m);
                 if let Some(why) = &p.inconclusive {
                     j.verdict = Verdict::Inconclusive;
                     j.reason = format!("{why}. {}", j.reason);
