@@ -54,6 +54,20 @@ pub struct Preprocess {
     pub jpeg_decoder: &'static str,
 }
 
+/// Pillow's decompression-bomb limit: `Image.open` refuses an image of more than twice
+/// `Image.MAX_IMAGE_PIXELS` (89,478,485) pixels. ovbench refuses the same, and also a padded
+/// square beyond it (`expand2square` of a 1 x 60,000 image would be 3.6 billion pixels).
+pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+
+fn within_limit(w: u32, h: u32, what: &str) -> std::result::Result<(), String> {
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(format!(
+            "{what} of {w} x {h} pixels: more than {MAX_PIXELS} pixels (Pillow's decompression-bomb limit)"
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes image bytes to what Pillow's `Image.open(f).convert("RGB")` gives; `Err` holds a
 /// message for the caller to place.
 pub fn decode(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
@@ -67,12 +81,29 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
             .ok_or_else(|| format!("the JPEG decoder gave a wrong buffer for {w}x{h}"))?;
         return Ok(DynamicImage::ImageRgb8(img));
     }
-    image::load_from_memory(bytes).map_err(|e| format!("cannot decode the image: {e}"))
+    // The image crate's default limits bound what it allocates while decoding (512 MiB).
+    let img =
+        image::load_from_memory(bytes).map_err(|e| format!("cannot decode the image: {e}"))?;
+    within_limit(img.width(), img.height(), "image")?;
+    Ok(img)
 }
 
 impl Preprocess {
-    /// The square RGB image the tower sees, before normalisation.
-    pub fn resized(&self, img: &DynamicImage) -> RgbImage {
+    /// `Err` for an image, or its padded square, beyond [`MAX_PIXELS`].
+    pub fn check(&self, img: &DynamicImage) -> std::result::Result<(), String> {
+        let (w, h) = (img.width(), img.height());
+        within_limit(w, h, "image")?;
+        if self.pad_to_square {
+            let side = w.max(h);
+            within_limit(side, side, "the image padded to a square")?;
+        }
+        Ok(())
+    }
+
+    /// The square RGB image the tower sees, before normalisation; `Err` for an image whose
+    /// padded square is beyond [`MAX_PIXELS`].
+    pub fn resized(&self, img: &DynamicImage) -> std::result::Result<RgbImage, String> {
+        self.check(img)?;
         let rgb = img.to_rgb8();
         let rgb = if self.pad_to_square {
             expand_to_square(&rgb, self.pad_fill)
@@ -81,7 +112,7 @@ impl Preprocess {
         };
         let s = self.size as u32;
         let bicubic = self.interpolation == "bicubic";
-        match self.resample {
+        Ok(match self.resample {
             Resample::Pil => pil_resize(&rgb, s, s, bicubic),
             Resample::ImageCrate => {
                 let filter = if bicubic {
@@ -91,11 +122,16 @@ impl Preprocess {
                 };
                 image::imageops::resize(&rgb, s, s, filter)
             }
-        }
+        })
     }
 
     pub fn pixels(&self, img: &DynamicImage, device: &Device) -> Result<Tensor> {
-        let resized = self.resized(img);
+        let resized = self
+            .resized(img)
+            .map_err(|msg| crate::error::EvalError::Dataset {
+                loc: "image".into(),
+                msg,
+            })?;
         let n = self.size * self.size;
         let mut data = vec![0f32; 3 * n];
         // torchvision: ToTensor (x / 255 in f32), Normalize ((x - mean) / std in f32).
@@ -306,5 +342,29 @@ mod tests {
         assert_eq!(sq.get_pixel(0, 0).0, [1, 2, 3]);
         assert_eq!(sq.get_pixel(2, 1).0, img(4, 1).get_pixel(2, 0).0);
         assert_eq!(sq.get_pixel(0, 2).0, [1, 2, 3]);
+    }
+
+    /// A thin image is fine as it is, but padded to a square it would be beyond Pillow's
+    /// decompression-bomb limit (found by fuzzing: 1 KB files asking for 12 GB squares).
+    #[test]
+    fn a_square_beyond_the_pixel_limit_is_refused() {
+        let pre = |pad_to_square| Preprocess {
+            size: 8,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            pad_fill: [0; 3],
+            interpolation: "bicubic".into(),
+            pad_to_square,
+            resample: Resample::Pil,
+            jpeg_decoder: ovbench_jpeg::DECODER,
+        };
+        let thin = DynamicImage::ImageRgb8(RgbImage::new(1, 20_000));
+        let err = pre(true).resized(&thin).unwrap_err();
+        assert!(
+            err.contains("20000 x 20000") && err.contains("178956970"),
+            "{err}"
+        );
+        assert_eq!(pre(false).resized(&thin).unwrap().dimensions(), (8, 8));
+        assert!(pre(true).check(&img(3, 2).into()).is_ok());
     }
 }

@@ -477,6 +477,10 @@ fn eval_item(
         loc: item.loc.clone(),
         msg,
     })?;
+    pre.check(&img).map_err(|msg| EvalError::Dataset {
+        loc: item.loc.clone(),
+        msg,
+    })?;
     let pixels = pre.pixels(&img, &model.tower.device)?;
     let pixel_values: Vec<f32> = if o.trace.is_some() {
         pixels

@@ -56,6 +56,42 @@ pub fn sniff(path: &Path) -> Result<&'static str> {
     })
 }
 
+/// candle's PyTorch reader trusts the pickle: a malformed one panics inside it, and a declared
+/// size allocates before any data is read (hundreds of GB from a 1 KB file). So the tensor
+/// list is read first, under a panic guard, and every tensor and storage must fit in the file
+/// (PyTorch stores storages uncompressed), before candle reads the data, also guarded.
+fn read_pytorch_zip(path: &Path) -> std::result::Result<Vec<(String, Tensor)>, String> {
+    use ovbench_harness::guard::catch_quietly;
+    let file_len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let infos = catch_quietly(|| candle_core::pickle::read_pth_tensor_info(path, false, None))
+        .map_err(|p| format!("malformed checkpoint ({p})"))?
+        .map_err(|e| e.to_string())?;
+    for t in &infos {
+        let size = t.dtype.size_in_bytes() as u64;
+        let elems = t
+            .layout
+            .dims()
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        let fits = |n: Option<u64>| {
+            n.and_then(|n| n.checked_mul(size))
+                .is_some_and(|b| b <= file_len)
+        };
+        if !fits(elems) || !fits(Some(t.storage_size as u64)) {
+            return Err(format!(
+                "tensor '{}' declares {:?} {:?} over a storage of {} elements: more than the file's {file_len} bytes",
+                t.name,
+                t.layout.dims(),
+                t.dtype,
+                t.storage_size
+            ));
+        }
+    }
+    catch_quietly(|| candle_core::pickle::read_all(path))
+        .map_err(|p| format!("malformed checkpoint ({p})"))?
+        .map_err(|e| e.to_string())
+}
+
 /// Loads every tensor of `path` on the CPU, converting floating-point tensors to f32.
 /// Integer tensors are kept as they are (callers reject them where a weight is expected).
 pub fn load(path: &Path) -> Result<TensorFile> {
@@ -69,7 +105,10 @@ pub fn load(path: &Path) -> Result<TensorFile> {
             .map_err(bad)?
             .into_iter()
             .collect(),
-        _ => candle_core::pickle::read_all(path).map_err(bad)?,
+        _ => read_pytorch_zip(path).map_err(|msg| EvalError::Format {
+            path: path.into(),
+            msg: format!("cannot read as {format}: {msg}"),
+        })?,
     };
     let mut tensors = HashMap::with_capacity(list.len());
     for (name, t) in list {

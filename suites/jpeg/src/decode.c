@@ -34,6 +34,9 @@
 #include "jpeglib.h"
 #include "jerror.h"
 
+/* Twice PIL.Image.MAX_IMAGE_PIXELS: the size beyond which Image.open raises. */
+#define OVB_MAX_PIXELS (2ULL * 89478485ULL)
+
 /* Pillow's ImageFile.MAXBLOCK: the size of each read handed to the decoder. */
 #define OVB_READ_BLOCK 65536
 
@@ -250,6 +253,15 @@ static int ovb_step(struct ovb_state *st) {
     st->stage = 2;
     /* fall through */
   case 2:
+    /* Pillow refuses an image of more than twice Image.MAX_IMAGE_PIXELS (89,478,485) pixels
+       (DecompressionBombError) before decoding it; so does this, before any buffer is sized. */
+    if ((unsigned long long)st->cinfo.image_width * st->cinfo.image_height > OVB_MAX_PIXELS) {
+      snprintf(st->err.message, JMSG_LENGTH_MAX,
+               "image of %u x %u pixels: more than %llu pixels (Pillow's decompression-bomb limit)",
+               (unsigned)st->cinfo.image_width, (unsigned)st->cinfo.image_height,
+               (unsigned long long)OVB_MAX_PIXELS);
+      longjmp(st->err.jump, 1);
+    }
     if (!jpeg_start_decompress(&st->cinfo))
       return 0;
     st->row_stride = st->cinfo.output_width * (JDIMENSION)st->cinfo.output_components;

@@ -7,7 +7,7 @@
 use crate::error::{Loc, ScoreError};
 use crate::py;
 use crate::scorer::{Origin, PredKey, Prediction, Predictions};
-use calamine::{Data, Reader, Xlsx};
+use calamine::{Cell, Data, DataRef, Range, Reader, Xlsx};
 use std::path::Path;
 
 /// Reads the first sheet's `index` and `prediction` columns.
@@ -27,9 +27,7 @@ pub fn read_vlmevalkit_xlsx(path: &Path) -> Result<Predictions, ScoreError> {
         .first()
         .cloned()
         .ok_or_else(|| ScoreError::input(Loc::file(path), "the workbook has no sheet"))?;
-    let range = wb.worksheet_range(&first).map_err(|e| {
-        ScoreError::input(Loc::file(path), format!("cannot read sheet '{first}': {e}"))
-    })?;
+    let range = read_sheet(&mut wb, &first, path)?;
     let first_row = range.start().map(|(r, _)| r as usize + 1).unwrap_or(1);
     let mut rows = range.rows();
     let header: Vec<String> = rows
@@ -104,4 +102,46 @@ fn cell_text(c: &Data) -> Option<String> {
         Data::DateTime(d) => d.as_f64().to_string(),
         Data::Error(_) => return None,
     })
+}
+
+/// calamine lays a sheet out densely over the span of its cells: one cell at XFD1048576 would
+/// ask for 17 billion. A sheet is therefore read cell by cell and refused beyond this span.
+const MAX_SPAN_CELLS: u64 = 50_000_000;
+
+/// The sheet as calamine's `worksheet_range` builds it (non-empty cells, laid out over their
+/// span), with the span bounded before anything is allocated for it.
+fn read_sheet<RS: std::io::Read + std::io::Seek>(
+    wb: &mut Xlsx<RS>,
+    name: &str,
+    path: &Path,
+) -> Result<Range<Data>, ScoreError> {
+    let bad = |e: calamine::XlsxError| {
+        ScoreError::input(Loc::file(path), format!("cannot read sheet '{name}': {e}"))
+    };
+    let mut reader = wb.worksheet_cells_reader(name).map_err(bad)?;
+    let (mut r0, mut r1, mut c0, mut c1) = (u32::MAX, 0u32, u32::MAX, 0u32);
+    let mut cells = Vec::new();
+    while let Some(cell) = reader.next_cell().map_err(bad)? {
+        if matches!(cell.get_value(), DataRef::Empty) {
+            continue;
+        }
+        let (r, c) = cell.get_position();
+        (r0, r1, c0, c1) = (r0.min(r), r1.max(r), c0.min(c), c1.max(c));
+        let span = (u64::from(r1 - r0) + 1) * (u64::from(c1 - c0) + 1);
+        if span > MAX_SPAN_CELLS {
+            return Err(ScoreError::input(
+                Loc::row(path, r as usize + 1),
+                format!(
+                    "sheet '{name}' has a cell at row {}, column {}: its cells span {} rows x {} \
+                     columns, more than {MAX_SPAN_CELLS} cells",
+                    r + 1,
+                    c + 1,
+                    r1 - r0 + 1,
+                    c1 - c0 + 1
+                ),
+            ));
+        }
+        cells.push(Cell::new((r, c), Data::from(cell.get_value().clone())));
+    }
+    Ok(Range::from_sparse(cells))
 }
