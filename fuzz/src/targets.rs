@@ -763,6 +763,7 @@ pub fn run(t: &Target, ctx: &Ctx, path: &Path) -> Result<(), String> {
                     interpolation: "bicubic".into(),
                     pad_to_square,
                     resample: ovbench_eval::preprocess::Resample::Pil,
+                    jpeg_decoder: ovbench_jpeg::DECODER,
                 };
                 pre.pixels(&img, &candle_core::Device::Cpu)
                     .map_err(|e| s(&e))?;
