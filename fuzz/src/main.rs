@@ -237,15 +237,17 @@ fn supervise(
         let p = findings.join(&name);
         std::fs::write(&p, &input)?;
         let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        let tail: String = err
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
+        // The first lines say what happened (the abort's message); the last, where.
+        let lines: Vec<&str> = err.lines().collect();
+        let tail = if lines.len() > 30 {
+            format!(
+                "{}\n…\n{}",
+                lines[..8].join("\n"),
+                lines[lines.len() - 20..].join("\n")
+            )
+        } else {
+            lines.join("\n")
+        };
         std::fs::write(
             p.with_extension("txt"),
             format!("{kind} ({child}) in {}\n{tail}\n", t.name),
