@@ -1391,7 +1391,7 @@ pub fn refuse_beyond_host_memory(
     // The kernels' thread count without asking rayon: starting its pool here would move the
     // pool's allocations out of the first recipe's measured peak.
     let threads = match cfg.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => ovbench_harness::limits::logical_cpus(),
         n => n,
     };
     let floor_cfg = crate::step::StepConfig {

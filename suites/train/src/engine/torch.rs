@@ -376,10 +376,7 @@ fn threads_per_rank(cfg: &StepConfig) -> usize {
     if cfg.threads > 0 {
         return cfg.threads;
     }
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    (cpus / cfg.nproc.max(1)).max(1)
+    (ovbench_harness::limits::logical_cpus() / cfg.nproc.max(1)).max(1)
 }
 
 fn spec_for(
